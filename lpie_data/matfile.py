@@ -1,0 +1,62 @@
+"""MATLAB .mat arrays: v5 through scipy, v7.3 (HDF5) through h5py, told apart by the header."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lpie_data.errors import DataError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def mat_version(path: Path) -> str:
+    """'7.3' (HDF5 container) or '5'; DataError for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(520)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if head[:8] == HDF5_SIGNATURE or head[512:520] == HDF5_SIGNATURE:
+        return "7.3"
+    if head[:6] == b"MATLAB" and len(head) >= 128:
+        return "5"
+    raise DataError(f"{path}: not a MATLAB .mat file (no MAT v5 or v7.3/HDF5 header)")
+
+
+def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
+    """Load one array from a .mat file in C (row-major) order, as MATLAB indexes it.
+
+    ``variable=None`` takes the only array in the file. v7.3 arrays are transposed back
+    (HDF5 stores MATLAB's column-major data with reversed dimensions).
+    """
+    version = mat_version(path)
+    if version == "7.3":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                names = [k for k in f.keys() if not k.startswith("#")]
+                name = _pick(path, names, variable)
+                arr = f[name][()]
+        except (OSError, KeyError) as e:
+            raise DataError(f"{path}: unreadable MAT v7.3 file ({e})") from None
+        return np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim))[::-1]))
+    import scipy.io
+
+    try:
+        data = scipy.io.loadmat(path)
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise DataError(f"{path}: unreadable MAT v5 file ({e})") from None
+    names = [k for k in data if not k.startswith("__")]
+    return np.asarray(data[_pick(path, names, variable)])
+
+
+def _pick(path: Path, names: list[str], variable: str | None) -> str:
+    if variable is not None and variable in names:
+        return variable
+    if len(names) == 1:
+        return names[0]
+    want = f"variable {variable!r}" if variable else "a single array"
+    raise DataError(f"{path}: expected {want}; found {', '.join(names) or 'none'}")

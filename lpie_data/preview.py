@@ -1,0 +1,48 @@
+"""Contact sheets of pairs (input | target | amplified difference) for people to look at."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lpie_data.dataset import iter_pairs
+from lpie_data.errors import DataError
+
+
+def _display(img: np.ndarray) -> np.ndarray:
+    """float image -> displayable [0, 1]: values above 1 (linear HDR) are Reinhard-mapped."""
+    if img.max() > 1.0:
+        img = img / (img + 0.25)
+    return np.clip(img, 0.0, 1.0)
+
+
+def _fit(img: np.ndarray, height: int) -> np.ndarray:
+    """Nearest-neighbour resize to ``height`` rows (keeps the sheet dependency-free)."""
+    h, w, _ = img.shape
+    width = max(1, round(w * height / h))
+    rows = (np.arange(height) * h // height).clip(0, h - 1)
+    cols = (np.arange(width) * w // width).clip(0, w - 1)
+    return img[rows][:, cols]
+
+
+def contact_sheet(path: str, split: str, count: int = 4, height: int = 256,
+                  gain: float = 4.0) -> np.ndarray:
+    """Rows of input | target | ``gain`` x |input - target| for the first ``count`` pairs.
+
+    Returns uint8 (rows * height + gaps) x W x 3.
+    """
+    rows = []
+    for pair in iter_pairs(path, split):
+        inp, tgt = _display(pair.input), _display(pair.target)
+        diff = np.clip(np.abs(inp - tgt) * gain, 0, 1)
+        cells = [_fit(x, height) for x in (inp, tgt, diff)]
+        gap = np.ones((height, 4, 3), np.float32)
+        rows.append(np.concatenate([cells[0], gap, cells[1], gap, cells[2]], axis=1))
+        if len(rows) == count:
+            break
+    if not rows:
+        raise DataError(f"{path}: split {split!r} has no pairs to preview")
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1)
+              for r in rows]
+    sheet = np.concatenate(padded, axis=0)[:-4]
+    return (sheet * 255 + 0.5).astype(np.uint8)

@@ -1,0 +1,107 @@
+"""LPIENet builder: parameter counts, any input size, options, weight loading."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lpie_data.errors import ConfigError, DataError
+from lpie_model import build_lpienet, load_model
+from lpie_model.lpienet import CLIP_MAX, rebuild_for_shape, save_config
+
+
+@pytest.fixture(scope="module")
+def base():
+    return build_lpienet("base")
+
+
+def test_param_counts_match_reference(base):
+    assert base.count_params() == 133_652
+    assert build_lpienet("large").count_params() == 514_308
+
+
+def test_options_keep_param_count():
+    # The figure/code alternatives are the same parameter count (lpienet.md).
+    assert build_lpienet(activation="relu", irb_second_input="m").count_params() == 133_652
+
+
+def test_custom_widths_and_dw_kernel():
+    # One encoder stage + head only: conv 3x3 (3->8) + 2 IRB + attention + head(8 ch -> no concat).
+    c = 8
+    model = build_lpienet(widths=[c])
+    head = 8 * 3 + 3 + 30 + 12 + 8 * 3 + 3 + 444 + 228 + 84
+    stage = (27 * c + c) + 2 * (4 * c * c + 14 * c) + (3 * c * c + 23 * c)
+    assert model.count_params() == stage + head
+    # dw_kernel 5 adds 16 weights per depthwise channel: 2 IRB per stage x 5 stages + head.
+    extra = 16 * (2 * (16 + 32 + 64 + 32 + 16) + 3)
+    assert build_lpienet(dw_kernel=5).count_params() == 133_652 + extra
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (64, 64), (5, 3)])
+def test_any_size_keeps_shape_and_range(base, hw):
+    rng = np.random.default_rng(0)
+    x = rng.random((2, *hw, 3), dtype=np.float32)
+    y = base(x).numpy()
+    assert y.shape == x.shape
+    assert y.min() >= 0.0 and y.max() <= CLIP_MAX
+
+
+def test_fixed_shape_rebuild_matches_dynamic(base):
+    rng = np.random.default_rng(1)
+    for hw in [(32, 48), (30, 50)]:
+        fixed = rebuild_for_shape(base, *hw)
+        assert fixed.input_shape[1:3] == hw
+        x = rng.random((1, *hw, 3), dtype=np.float32)
+        np.testing.assert_allclose(fixed(x).numpy(), base(x).numpy(), atol=1e-6)
+    # A multiple of 4 needs no pad/crop layers.
+    names = {layer.name for layer in rebuild_for_shape(base, 32, 48).layers}
+    assert "pad" not in names and "crop" not in names
+
+
+def test_bad_options_raise_config_error():
+    with pytest.raises(ConfigError, match="valid variants: base, large"):
+        build_lpienet("huge")
+    with pytest.raises(ConfigError, match="activation"):
+        build_lpienet(activation="gelu")
+    with pytest.raises(ConfigError, match="widths"):
+        build_lpienet(widths=[16, 32])
+    with pytest.raises(ConfigError, match="dw_kernel"):
+        build_lpienet(dw_kernel=4)
+
+
+def test_load_model_layouts(base, tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.random((1, 24, 20, 3), dtype=np.float32)
+    want = base(x).numpy()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    base.save_weights(run / "best.weights.h5")
+    save_config(run, variant="base")
+    assert json.loads((run / "model.json").read_text()) == {"variant": "base"}
+    loaded = load_model(run)
+    np.testing.assert_array_equal(loaded(x).numpy(), want)
+    assert loaded.lpie_config["variant"] == "base"
+
+    bare = tmp_path / "bare.weights.h5"  # no model.json next to it: base defaults
+    base.save_weights(bare)
+    np.testing.assert_array_equal(load_model(bare)(x).numpy(), want)
+
+    keras_file = tmp_path / "m.keras"
+    base.save(keras_file)
+    full = load_model(keras_file)
+    np.testing.assert_array_equal(full(x).numpy(), want)
+    assert full.lpie_config["widths"] == (16, 32, 64, 32, 16)
+    assert full.lpie_config["irb_second_input"] == "y"
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(DataError, match="best.weights.h5"):
+        load_model(tmp_path)
+    (tmp_path / "best.weights.h5").write_bytes(b"")
+    (tmp_path / "model.json").write_text(json.dumps({"variant": "base", "depth": 3}))
+    with pytest.raises(ConfigError, match="valid keys"):
+        load_model(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"variant": "large"}))
+    with pytest.raises(DataError, match="weights"):
+        load_model(tmp_path)
