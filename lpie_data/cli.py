@@ -77,15 +77,15 @@ def run_and_report(
         )
     if summary.noop:
         console.print(f"[green]{out} is already complete[/] (same inputs and arguments): "
-                      "nothing to do.")
+                      "nothing to do.", soft_wrap=True)
     resumed = f", {summary.items_resumed} resumed" if summary.items_resumed else ""
     for split, s in sorted(summary.splits.items()):
         console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
     for note in summary.notes:
-        console.print(f"  [yellow]note:[/] {note}")
+        console.print(f"  [yellow]note:[/] {note}", soft_wrap=True)
     if not summary.noop:
         console.print(f"[green]wrote {out}[/] from {summary.items} items{resumed} "
-                      f"in {summary.seconds:.1f} s")
+                      f"in {summary.seconds:.1f} s", soft_wrap=True)
     return summary
 
 
@@ -113,12 +113,105 @@ def prepare_sidd(
     from lpie_data.sources import sidd
 
     stride = stride or tile
+    # Absolute paths: workers (a Dask cluster's above all) may run in another folder.
+    root, val_dir = root.resolve(), val_dir.resolve() if val_dir else None
     items = sidd.work_items(root, tile, stride, val_dir)
     arguments = {"root": str(root.resolve()), "tile": tile, "stride": stride,
                  "val_dir": str(val_dir.resolve()) if val_dir else None}
     run_and_report(out=out, name=sidd.NAME, command="prepare sidd", arguments=arguments,
                    items=items, produce=sidd.produce, jobs=jobs, backend=backend,
                    scheduler=scheduler, shard_mb=shard_mb, overwrite=overwrite)
+    frames = sum(1 for it in items if it.split == "train")
+    val = " and the validation blocks" if len(items) > frames else ""
+    console.print(f"  from {frames} frame pairs (tile {tile}, stride {stride}){val}",
+                  soft_wrap=True)
+
+
+class UdcToneMap(StrEnum):
+    reinhard = "reinhard"
+    none = "none"
+
+
+class GoproBlur(StrEnum):
+    blur = "blur"
+    blur_gamma = "blur_gamma"
+
+
+def _warn_then_note(notes: list[str], run: Callable[[], Any]) -> None:
+    """Warn about ``notes`` before a long run and repeat them in its summary."""
+    from lpie_data.console import err_console
+
+    for note in notes:
+        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+    summary = run()
+    for note in notes:
+        console.print(f"  [yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    summary.notes.extend(notes)
+
+
+@prepare_app.command("udc")
+@handle_errors
+def prepare_udc(
+    root: Annotated[Path, typer.Option("--root", help="DISCNet's synthetic_data (holding GT/ "
+                                       "and input/) or the MIPI 2022 folder (training/, "
+                                       "validation/).")],
+    out: OutOpt,
+    patch: Annotated[int, typer.Option("--patch", help="Crop size; non-overlapping crops "
+                                       "(paper: 400, four per 800x800 image).")] = 400,
+    tonemap: Annotated[UdcToneMap, typer.Option(
+        "--tonemap", help="reinhard: x/(x+0.25) in [0,1), stored as uint16; none: linear HDR "
+        "stored as float16.")] = UdcToneMap.reinhard,
+    psf_pos: Annotated[str, typer.Option(
+        "--psf-pos", help="DISCNet PSF position (input/ZTE_new_<pos>/, 1-9) or 'all'.")] = "5",
+    jobs: JobsOpt = -1,
+    overwrite: OverwriteOpt = False,
+    shard_mb: ShardOpt = 128,
+    backend: BackendOpt = Backend.loky,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Cut UDC SYNTH HDR .npy pairs (DISCNet or MIPI layout) into tone-mapped patches.
+
+    Example: lpie-data prepare udc --root ~/data/synthetic_data --out data/udc --psf-pos all
+    """
+    from lpie_data.sources import udc
+
+    items, notes = udc.work_items(root.resolve(), patch, tonemap.value, psf_pos)
+    arguments = {"root": str(root.resolve()), "patch": patch, "tonemap": tonemap.value,
+                 "psf_pos": udc.parse_psf_pos(psf_pos)}
+    _warn_then_note(notes, lambda: run_and_report(
+        out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
+        produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
+        shard_mb=shard_mb, overwrite=overwrite))
+
+
+@prepare_app.command("gopro")
+@handle_errors
+def prepare_gopro(
+    root: Annotated[Path, typer.Option("--root", help="GOPRO_Large (train/, test/ of "
+                                       "<sequence>/{blur,blur_gamma,sharp}/) or the flattened "
+                                       "repack ({train,test}/{input,target}/).")],
+    out: OutOpt,
+    blur: Annotated[GoproBlur, typer.Option(
+        "--blur", help="Input folder of GOPRO_Large: blur (modern benchmarks) or blur_gamma "
+        "(the original paper).")] = GoproBlur.blur,
+    jobs: JobsOpt = -1,
+    overwrite: OverwriteOpt = False,
+    shard_mb: ShardOpt = 128,
+    backend: BackendOpt = Backend.loky,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Store GoPro blurred/sharp pairs as whole 1280x720 frames, keyed <sequence>/<frame>.
+
+    Example: lpie-data prepare gopro --root ~/data/GOPRO_Large --out data/gopro --jobs 8
+    """
+    from lpie_data.sources import gopro
+
+    items, notes = gopro.work_items(root.resolve(), blur.value)
+    arguments = {"root": str(root.resolve()), "blur": blur.value}
+    _warn_then_note(notes, lambda: run_and_report(
+        out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
+        produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
+        shard_mb=shard_mb, overwrite=overwrite))
 
 
 @app.command("inspect")
@@ -179,6 +272,132 @@ def preview(
     out.parent.mkdir(parents=True, exist_ok=True)
     write_png(out, sheet)
     console.print(f"[green]wrote {out}[/] ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+# --- synth and psf (lpie_data.synth) ---------------------------------------------------------
+
+psf_app = typer.Typer(
+    no_args_is_help=True,
+    help="Point spread functions: simulate an under-display-camera PSF, show one.",
+)
+app.add_typer(psf_app, name="psf")
+
+
+class SourceSpace(StrEnum):
+    srgb = "srgb"
+    linear = "linear"
+
+
+@app.command("synth")
+@handle_errors
+def synth(
+    out: OutOpt,
+    psf: Annotated[list[Path] | None, typer.Option(
+        "--psf", help="PSF file (.npy/.npz/.mat/.h5) or folder of them; repeatable. "
+        "Default: the built-in simulated UDC PSF.")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="Folder of photos (PNG/JPEG/TIFF) or .npy HDR arrays, or an lpie "
+        "dataset (its targets); repeatable. Default: built-in sample photos.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", exists=True, dir_okay=False,
+        help="TOML file with a \\[synth] table (see README).")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
+    val_fraction: Annotated[float, typer.Option(
+        "--val-fraction", min=0.0, max=0.99, help="Share of source images for validation.")] = 0.1,
+    source_space: Annotated[SourceSpace | None, typer.Option(
+        "--source-space", help="Photos are sRGB (linearised) or already linear; overrides "
+        "the config.")] = None,
+    jobs: JobsOpt = -1,
+    overwrite: OverwriteOpt = False,
+    shard_mb: ShardOpt = 128,
+    backend: BackendOpt = Backend.loky,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Simulate training pairs y = gamma(C(x * k + n)): blur by a PSF, noise, clip, tone map.
+
+    Example: lpie-data synth --psf psfs/ --source photos/ --config synth.toml --out data/synth
+    """
+    import dataclasses
+
+    from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize_dataset
+
+    cfg = synth_config_from_toml(config) if config else SynthConfig()
+    if source_space is not None:
+        cfg = dataclasses.replace(cfg, source_space=source_space.value)
+    with progress_bar("synth") as update:
+        summary = synthesize_dataset(
+            cfg, source or [], psf or [], out, seed=seed, val_fraction=val_fraction, jobs=jobs,
+            backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
+            overwrite=overwrite, progress=update,
+        )
+    for note in summary.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    if summary.noop:
+        console.print(f"[green]{out} is already complete[/] (same inputs and arguments): "
+                      "nothing to do.")
+    for split, s in sorted(summary.splits.items()):
+        console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
+    if not summary.noop:
+        console.print(f"[green]wrote {out}[/] from {summary.items} source images "
+                      f"in {summary.seconds:.1f} s")
+
+
+@psf_app.command("simulate")
+@handle_errors
+def psf_simulate(
+    out: Annotated[Path, typer.Option("--out", help="Output .npy file (H x W x 3 float32).")],
+    size: Annotated[int, typer.Option("--size", min=3, help="PSF side in sensor pixels.")] = 800,
+    pitch: Annotated[float, typer.Option("--pitch", help="Display pixel pitch (um).")] = 80.0,
+    opening: Annotated[float, typer.Option(
+        "--opening", help="Side of the square transparent opening per display pixel (um).")] = 50.0,
+    focal: Annotated[float, typer.Option("--focal", help="Lens focal length (mm).")] = 4.0,
+    aperture: Annotated[float, typer.Option(
+        "--aperture", help="Lens pupil diameter (mm) = focal / f-number.")] = 2.0,
+    pixel: Annotated[float, typer.Option("--pixel", help="Sensor pixel pitch (um).")] = 1.0,
+) -> None:
+    """Simulate the diffraction PSF of a camera behind a display (Fraunhofer, R/G/B).
+
+    Example: lpie-data psf simulate --out psf.npy --size 800 --pitch 80 --opening 50
+    """
+    from lpie_data.synth.psf import save_psf
+    from lpie_data.synth.psf_sim import DisplayOptics, simulate_udc_psf
+
+    optics = DisplayOptics(size=size, pitch_um=pitch, opening_um=opening, focal_mm=focal,
+                           aperture_mm=aperture, pixel_um=pixel)
+    kernel = simulate_udc_psf(optics)
+    save_psf(out, kernel)
+    c = size // 2
+    core = kernel[c - 1 : c + 2, c - 1 : c + 2].sum(axis=(0, 1))
+    spacing = ", ".join(f"{optics.lobe_spacing_px(w):.1f}" for w in optics.wavelengths_nm)
+    console.print(f"[green]wrote {out}[/] ({size}x{size}x3 float32, each channel sums to 1)")
+    console.print(f"  sidelobe spacing R, G, B: {spacing} px; energy in the central 3x3: "
+                  + ", ".join(f"{v:.1%}" for v in core))
+
+
+@psf_app.command("show")
+@handle_errors
+def psf_show(
+    psf: Annotated[str, typer.Argument(help="PSF file (.npy/.npz/.mat/.h5), or 'builtin'.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    decades: Annotated[float, typer.Option("--decades", min=1.0,
+                                           help="Dynamic range shown (powers of 10).")] = 6.0,
+) -> None:
+    """Picture a PSF: log-scale image per colour channel plus the radial profile.
+
+    Example: lpie-data psf show psf.npy --out psf.png
+    """
+    from lpie_data.images import write_png
+    from lpie_data.synth.psf import load_psf
+    from lpie_data.synth.psf_sim import builtin_psf
+    from lpie_data.synth.psf_view import render_psf
+
+    loaded = builtin_psf() if psf == "builtin" else load_psf(psf)
+    if loaded.note:
+        console.print(f"  [yellow]note:[/] {loaded.note}")
+    picture = render_psf(loaded, decades=decades)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_png(out, picture)
+    console.print(f"[green]wrote {out}[/] ({picture.shape[1]}x{picture.shape[0]})")
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def read_png8_rgb(path: str | Path) -> np.ndarray:
     if hdr.bit_depth != 8 or hdr.color_type != 2:
         raise DataError(
             f"{path}: expected an 8-bit RGB PNG, found {hdr.bit_depth}-bit "
-            f"{_describe(hdr.color_type)}"
+            f"{color_type_name(hdr.color_type)}"
         )
     arr = _decode_pillow(Path(path))
     if arr.shape != (hdr.height, hdr.width, 3):
@@ -69,7 +69,8 @@ def read_png8_rgb(path: str | Path) -> np.ndarray:
     return arr
 
 
-def _describe(color_type: int) -> str:
+def color_type_name(color_type: int) -> str:
+    """'grey', 'RGB', 'palette', 'grey+alpha', 'RGBA' for a PNG colour type."""
     return {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}.get(
         color_type, f"colour type {color_type}"
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lpie_data import __version__, storage
-from lpie_data.errors import DataError, LpieError, OutputError
+from lpie_data.errors import DataError, OutputError
 from lpie_data.records import Example, encode_example, frame_record
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
@@ -259,33 +259,8 @@ def run_job(
 
 def _parallel(produce: Callable, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
               backend: str, scheduler: str | None) -> Iterable[int]:
-    import joblib
+    """Run ``_do_item`` over ``todo`` on ``backend``; yield as each item's part is stored."""
+    from lpie_data.backends import run_items
 
-    if backend == "dask":
-        if not scheduler:
-            raise OutputError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise OutputError("the dask backend needs dask.distributed: "
-                              "pip install 'lpie[dask]'") from None
-        client = Client(scheduler)
-        try:
-            with joblib.parallel_config(backend="dask"):
-                yield from joblib.Parallel(n_jobs=-1, return_as="generator_unordered")(
-                    joblib.delayed(_do_item)(produce, it, i, work) for i, it in todo
-                )
-        finally:
-            client.close()
-        return
-    if jobs == 1 or len(todo) == 1:
-        for i, it in todo:
-            yield _do_item(produce, it, i, work)
-        return
-    try:
-        yield from joblib.Parallel(n_jobs=jobs, backend=backend,
-                                   return_as="generator_unordered")(
-            joblib.delayed(_do_item)(produce, it, i, work) for i, it in todo
-        )
-    except LpieError:
-        raise
+    yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
+                         scheduler=scheduler)

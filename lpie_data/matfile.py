@@ -25,6 +25,30 @@ def mat_version(path: Path) -> str:
     raise DataError(f"{path}: not a MATLAB .mat file (no MAT v5 or v7.3/HDF5 header)")
 
 
+def mat_array_info(path: Path, variable: str | None = None) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype name) of one array, as :func:`load_mat_array` would return it, read from
+    the file's headers only (cheap: lets a job check a large .mat before starting)."""
+    version = mat_version(path)
+    if version == "7.3":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                names = [k for k in f.keys() if not k.startswith("#")]
+                dset = f[_pick(path, names, variable)]
+                return tuple(dset.shape[::-1]), dset.dtype.name
+        except (OSError, KeyError, AttributeError) as e:
+            raise DataError(f"{path}: unreadable MAT v7.3 file ({e})") from None
+    import scipy.io
+
+    try:
+        found = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(path)}
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise DataError(f"{path}: unreadable MAT v5 file ({e})") from None
+    shape, cls = found[_pick(path, list(found), variable)]
+    return tuple(shape), cls
+
+
 def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
     """Load one array from a .mat file in C (row-major) order, as MATLAB indexes it.
 
@@ -40,7 +64,7 @@ def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
                 names = [k for k in f.keys() if not k.startswith("#")]
                 name = _pick(path, names, variable)
                 arr = f[name][()]
-        except (OSError, KeyError) as e:
+        except (OSError, KeyError, AttributeError, TypeError) as e:
             raise DataError(f"{path}: unreadable MAT v7.3 file ({e})") from None
         return np.ascontiguousarray(arr.transpose(tuple(range(arr.ndim))[::-1]))
     import scipy.io

@@ -3,6 +3,11 @@
 Plain paths use the standard library (no TensorFlow import, which costs seconds); paths with a
 scheme (``gs://``, ``s3://``, ``ram://``, ...) go through ``tf.io.gfile``. Every writer in lpie
 writes a temporary name and renames it, so a reader never sees a half-written file.
+
+``gs://`` needs TensorFlow's GCS support (``pip install 'lpie[gcs]'``, i.e.
+``tensorflow[gcs-filesystem]``) and Google credentials. ``ram://`` is TensorFlow's in-memory
+filesystem: it lives in one process's memory, so other processes (joblib or Dask workers)
+cannot see it (:func:`shared_between_processes`).
 """
 
 from __future__ import annotations
@@ -11,10 +16,32 @@ import os
 import shutil
 from typing import IO, Any
 
+# Filesystems that exist only inside the process that writes them.
+PROCESS_LOCAL_SCHEMES = ("ram",)
+
 
 def is_remote(path: str) -> bool:
     """True for URLs with a scheme (handled by tf.io.gfile)."""
     return "://" in str(path)
+
+
+def scheme(path: str) -> str:
+    """The URL scheme (``gs``, ``ram``, ...), or ``""`` for a plain local path."""
+    return str(path).split("://", 1)[0].lower() if is_remote(path) else ""
+
+
+def shared_between_processes(path: str) -> bool:
+    """False where another process sees nothing of what this one wrote (``ram://``).
+
+    Local paths and object stores (``gs://``, ``s3://``, ``hdfs://``) are shared; whether a
+    local path is also shared between *hosts* (NFS, ...) is up to the cluster's setup.
+    """
+    return scheme(path) not in PROCESS_LOCAL_SCHEMES
+
+
+def absolute(path: str) -> str:
+    """``path`` made absolute if it is local (for workers whose working folder differs)."""
+    return str(path) if is_remote(path) else os.path.abspath(path)
 
 
 def _gfile() -> Any:

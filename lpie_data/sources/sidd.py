@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import png_header, read_png8_rgb
+from lpie_data.images import color_type_name, png_header, read_png8_rgb
 from lpie_data.jobs import WorkItem
-from lpie_data.matfile import load_mat_array
+from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 
@@ -100,7 +100,12 @@ def find_pairs(root: Path) -> list[FramePair]:
         for f in sorted((sdir / folder).iterdir()):
             m = FILE_RE.match(f.name)
             if m:
-                frames.setdefault(m["frame"], {})[m["kind"].upper()] = f
+                slot = frames.setdefault(m["frame"], {})
+                kind = m["kind"].upper()
+                if kind in slot:
+                    raise DataError(f"{f}: a second {kind} image for frame {m['frame']} "
+                                    f"(also {slot[kind].name})")
+                slot[kind] = f
         if not frames:
             raise DataError(f"{sdir / folder}: no GT_SRGB / NOISY_SRGB images")
         for frame, files in sorted(frames.items()):
@@ -113,7 +118,7 @@ def find_pairs(root: Path) -> list[FramePair]:
             for path, h in ((files["NOISY"], hn), (files["GT"], hg)):
                 if h.bit_depth != 8 or h.color_type != 2:
                     raise DataError(f"{path}: expected an 8-bit RGB PNG, found "
-                                    f"{h.bit_depth}-bit colour type {h.color_type}")
+                                    f"{h.bit_depth}-bit {color_type_name(h.color_type)}")
             if (hn.height, hn.width) != (hg.height, hg.width):
                 raise DataError(f"{files['NOISY']}: size {hn.height}x{hn.width} differs from "
                                 f"{files['GT'].name} ({hg.height}x{hg.width})")
@@ -150,11 +155,26 @@ def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
                             f"{tile}x{tile} tile")
     items = [WorkItem(f"{p.folder}/{p.frame}", "train", TileArgs(str(root), p, tile, stride))
              for p in pairs]
+    # The validation item goes first: a .mat that fails to load fails the job at once.
     val = find_validation(root, val_dir)
     if val:
-        items.append(WorkItem("validation-blocks", "validation",
-                              ValArgs(str(root), str(val[0]), str(val[1]))))
+        shapes = [_check_blocks(path, var) for path, var in zip(val, (VAL_NOISY, VAL_GT),
+                                                                  strict=True)]
+        if shapes[0] != shapes[1]:
+            raise DataError(f"{val[0]}: shape {shapes[0]} differs from {val[1]} ({shapes[1]})")
+        items.insert(0, WorkItem("validation-blocks", "validation",
+                              ValArgs(str(val_dir or root), str(val[0]), str(val[1]))))
     return items
+
+
+def _check_blocks(path: Path, variable: str) -> tuple[int, ...]:
+    """Shape and dtype of a validation array from the file's headers, before any work starts."""
+    shape, dtype = mat_array_info(path, variable)
+    if len(shape) != 5 or shape[2:] != (256, 256, 3):
+        raise DataError(f"{path}: expected shape (N, B, 256, 256, 3), found {shape}")
+    if dtype != "uint8":
+        raise DataError(f"{path}: expected uint8 blocks, found {dtype}")
+    return shape
 
 
 def produce(item: WorkItem) -> Iterator[Example]:
@@ -192,9 +212,16 @@ def _validation_examples(a: ValArgs) -> Iterator[Example]:
         for b in range(n_blk):
             yield Example(
                 f"validation/{i:02d}/{b:02d}", noisy[i, b], gt[i, b],
-                {"source": Path(a.noisy).name, "target_source": Path(a.gt).name,
+                {"source": _relative(a.noisy, a.root), "target_source": _relative(a.gt, a.root),
                  "box": [0, 0, bh, bw], "image": i, "block": b},
             )
+
+
+def _relative(path: str, root: str) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return Path(path).name
 
 
 def _load_blocks(path: Path, variable: str) -> np.ndarray:

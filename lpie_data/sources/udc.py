@@ -1,0 +1,343 @@
+"""UDC SYNTH (DISCNet, CVPR 2021; MIPI 2022 UDC): HDR .npy pairs cut into patches.
+
+Two layouts, ROOT being the folder that holds them:
+
+- DISCNet's ``synthetic_data/``: ``GT/{train,test}/<name>.npy`` and
+  ``input/ZTE_new_<pos>/{train,test}/<name>.npy`` (one ``<pos>`` per PSF, 1..9).
+- MIPI 2022's: ``{training,validation}/{input,GT}/<name>.npy`` (``validation`` becomes the
+  ``test`` split; ``test/input`` has no ground truth and is skipped).
+
+Every file is float32 HDR linear RGB, H x W x 3 (800 x 800 x 3), values in [0, 500]. Pairs are
+matched by file name. Stored values, per tone map (:data:`TONE_MAPS`):
+
+- ``reinhard``: ``x / (x + 0.25)`` computed in float32, in [0, 1), stored as uint16
+  ``round(65535 * y)`` (readers divide by 65535: round-trip error <= 7.7e-6).
+- ``none``: linear HDR kept, stored as float16 (relative error <= 2**-11 ~ 4.9e-4).
+
+Headers (shape, dtype, file length) are checked when the work is planned, so a bad tree fails
+before any work starts; the data itself (NaN, Inf, negative values) is checked in the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpie_data.errors import ConfigError, DataError
+from lpie_data.jobs import WorkItem
+from lpie_data.records import Example
+from lpie_data.tiling import tile_starts
+
+NAME = "udc"
+DEFAULT_PSF_POS = 5
+REINHARD_KNEE = 0.25
+FLOAT16_MAX = 65504.0
+PSF_DIR_RE = re.compile(r"^ZTE_new_(?P<pos>\d+)$")
+DISCNET_SPLITS = {"train": "train", "test": "test"}  # split -> folder under GT/ and input/*/
+MIPI_SPLITS = {"train": "training", "test": "validation"}  # split -> MIPI folder
+
+
+def reinhard_uint16(x: np.ndarray) -> np.ndarray:
+    """Reinhard tone map for storage: float32 H x W x 3 >= 0 -> uint16 ``round(65535 y)``
+    with ``y = x / (x + 0.25)`` in [0, 1), computed in float32 (one buffer, in place)."""
+    y = x + np.float32(REINHARD_KNEE)
+    np.divide(x, y, out=y)
+    y *= np.float32(65535.0)
+    np.rint(y, out=y)
+    return y.astype(np.uint16)
+
+
+def linear_float16(x: np.ndarray) -> np.ndarray:
+    """No tone map: float32 H x W x 3 linear HDR (<= 65504) -> float16, values kept."""
+    return x.astype(np.float16)
+
+
+# Tone map name -> function turning a float32 linear patch into its stored array.
+TONE_MAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "reinhard": reinhard_uint16,
+    "none": linear_float16,
+}
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a .npy header says: shape, dtype, where the data starts, the file's length."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    data_offset: int
+    file_size: int
+
+
+@dataclass(frozen=True)
+class UdcArgs:
+    """One pair to cut: paths relative to ``root``; ``prefix`` starts every example key."""
+
+    root: str
+    input: str
+    target: str
+    prefix: str
+    patch: int
+    tone_map: str
+    meta: dict
+
+
+def read_npy_header(path: Path) -> NpyHeader:
+    """Read a .npy header without the data; DataError naming ``path`` if it is not one."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not a readable .npy file ({e})") from None
+    return NpyHeader(tuple(shape), dtype, offset, size)
+
+
+def check_header(path: Path, h: NpyHeader) -> None:
+    """H x W x 3 float data, and as many bytes in the file as the header promises."""
+    if len(h.shape) != 3 or h.shape[2] != 3:
+        raise DataError(f"{path}: expected an H x W x 3 array, found shape {h.shape}")
+    if h.dtype.kind != "f":
+        raise DataError(f"{path}: expected float HDR data (float32), found dtype {h.dtype}")
+    need = h.data_offset + int(np.prod(h.shape)) * h.dtype.itemsize
+    if h.file_size < need:
+        raise DataError(f"{path}: truncated .npy ({h.file_size} bytes, its header needs {need})")
+
+
+def load_hdr(path: Path) -> np.ndarray:
+    """Load and check one HDR image: float32 H x W x 3, finite, >= 0. DataError names ``path``."""
+    try:
+        arr = np.load(path, mmap_mode=None, allow_pickle=False)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, EOFError) as e:
+        raise DataError(f"{path}: truncated or corrupt .npy ({e})") from None
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{path}: expected an H x W x 3 array, found shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise DataError(f"{path}: expected float HDR data (float32), found dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    # min/max propagate NaN, and see +-Inf and negatives: two passes check everything.
+    lo, hi = float(arr.min()), float(arr.max())
+    if np.isnan(lo) or np.isnan(hi):
+        raise DataError(f"{path}: contains NaN values")
+    if np.isinf(lo) or np.isinf(hi):
+        raise DataError(f"{path}: contains infinite values")
+    if lo < 0:
+        raise DataError(f"{path}: contains negative values (min {lo:g}); HDR light is >= 0")
+    return arr
+
+
+def parse_psf_pos(value: str | int) -> int | str:
+    """``--psf-pos``: a PSF position (int >= 1) or ``"all"``; ConfigError otherwise."""
+    text = str(value).strip().lower()
+    if text == "all":
+        return "all"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ConfigError(f"--psf-pos: expected a PSF position (1-9) or 'all', got {value!r}")
+
+
+def check_tone_map(name: str) -> None:
+    if name not in TONE_MAPS:
+        raise ConfigError(f"unknown tone map {name!r}; valid: {', '.join(TONE_MAPS)}")
+
+
+def _npy_files(folder: Path) -> dict[str, Path]:
+    return {p.name: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() == ".npy"}
+
+
+def _synth_refusal(gt_dir: Path) -> DataError:
+    return DataError(
+        f"{gt_dir}: ground truth without degraded inputs; make them with "
+        f"`lpie-data synth --source {gt_dir} --out ...` (blurs the ground truth with a PSF), "
+        "or point --root at a tree that has the inputs"
+    )
+
+
+def _pair_files(input_dir: Path, gt_dir: Path) -> list[tuple[Path, Path]]:
+    """(input, GT) files matched by name; a file without its partner is an error."""
+    inputs, gts = _npy_files(input_dir), _npy_files(gt_dir)
+    for name, path in inputs.items():
+        if name not in gts:
+            raise DataError(f"{path}: its ground-truth partner {gt_dir / name} is missing")
+    for name, path in gts.items():
+        if name not in inputs:
+            raise DataError(f"{path}: its input partner {input_dir / name} is missing")
+    if not inputs:
+        raise DataError(f"{input_dir}: no .npy files")
+    return [(inputs[n], gts[n]) for n in sorted(inputs)]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One split's folder pair: (split, input folder, GT folder, PSF position or None)."""
+
+    split: str
+    input_dir: Path
+    gt_dir: Path
+    psf_pos: int | None
+
+
+def _discnet_groups(root: Path, psf_pos: int | str) -> list[_Group]:
+    gt_root, in_root = root / "GT", root / "input"
+    if not gt_root.is_dir():
+        raise DataError(f"{gt_root}: missing (DISCNet's synthetic_data holds GT/ and input/)")
+    gt_splits = [s for s, d in DISCNET_SPLITS.items() if (gt_root / d).is_dir()]
+    if not gt_splits:
+        raise DataError(f"{gt_root}: no train/ or test/ folder")
+    positions = {}
+    if in_root.is_dir():
+        for d in in_root.iterdir():
+            m = PSF_DIR_RE.match(d.name)
+            if m and d.is_dir():
+                positions[int(m["pos"])] = d
+    if not positions:
+        raise _synth_refusal(gt_root / DISCNET_SPLITS[gt_splits[0]])
+    if psf_pos == "all":
+        chosen = sorted(positions)
+    elif psf_pos in positions:
+        chosen = [int(psf_pos)]
+    else:
+        valid = ", ".join(str(p) for p in sorted(positions))
+        raise DataError(f"{in_root / f'ZTE_new_{psf_pos}'}: no such PSF folder "
+                        f"(positions present: {valid}; or --psf-pos all)")
+    groups = []
+    for pos in chosen:
+        for split in gt_splits:
+            in_dir = positions[pos] / DISCNET_SPLITS[split]
+            if not in_dir.is_dir():
+                raise DataError(f"{in_dir}: missing, but {gt_root / DISCNET_SPLITS[split]} "
+                                "has ground truth for it")
+            groups.append(_Group(split, in_dir, gt_root / DISCNET_SPLITS[split], pos))
+        for split, folder in DISCNET_SPLITS.items():
+            if split not in gt_splits and (positions[pos] / folder).is_dir():
+                raise DataError(f"{positions[pos] / folder}: inputs without ground truth "
+                                f"({gt_root / folder} is missing)")
+    return groups
+
+
+def _mipi_groups(root: Path, psf_pos: int | str, notes: list[str]) -> list[_Group]:
+    if psf_pos != DEFAULT_PSF_POS:
+        raise ConfigError("--psf-pos applies to DISCNet's layout (input/ZTE_new_<pos>/); "
+                          f"MIPI's tree at {root} has a single set of inputs")
+    groups = []
+    for split, folder in MIPI_SPLITS.items():
+        in_dir, gt_dir = root / folder / "input", root / folder / "GT"
+        if gt_dir.is_dir() and not in_dir.is_dir():
+            raise _synth_refusal(gt_dir)
+        if in_dir.is_dir() and not gt_dir.is_dir():
+            # MIPI released validation inputs before their ground truth.
+            notes.append(f"{root / folder}: inputs without ground truth (no GT/), skipped")
+        elif in_dir.is_dir():
+            groups.append(_Group(split, in_dir, gt_dir, None))
+    if not groups:
+        raise DataError(f"{root}: no training/ or validation/ folder with input/ and GT/")
+    if (root / "test").is_dir():
+        notes.append(f"{root / 'test'}: skipped (MIPI's test inputs have no public ground "
+                     "truth; validation/ becomes the test split)")
+    return groups
+
+
+def detect_layout(root: Path) -> str:
+    """``"discnet"`` (GT/ + input/) or ``"mipi"`` (training/, validation/)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    if (root / "GT").is_dir() or (root / "input").is_dir():
+        return "discnet"
+    if any((root / d).is_dir() for d in MIPI_SPLITS.values()):
+        return "mipi"
+    hint = ""
+    for guess in (root / "synthetic_data", root.parent, root.parent.parent):
+        if (guess / "GT").is_dir():
+            hint = f"; did you mean {guess}?"
+            break
+    raise DataError(f"{root}: neither DISCNet's layout (GT/ + input/, i.e. synthetic_data) nor "
+                    f"MIPI's (training/, validation/){hint}")
+
+
+def work_items(root: Path, patch: int = 400, tone_map: str = "reinhard",
+               psf_pos: int | str = DEFAULT_PSF_POS) -> tuple[list[WorkItem], list[str]]:
+    """One work item per (input, GT) pair, headers checked; also notes for the user.
+
+    Splits ``train`` then ``test``; with ``psf_pos="all"`` one group of items per PSF position
+    (ascending) and example keys starting ``ZTE_new_<pos>/``.
+    """
+    if patch < 8:
+        raise ConfigError(f"--patch must be at least 8, got {patch}")
+    check_tone_map(tone_map)
+    psf_pos = parse_psf_pos(psf_pos)
+    root = Path(root).absolute()  # workers may run elsewhere (Dask)
+    layout = detect_layout(root)
+    notes: list[str] = []
+    if layout == "discnet":
+        groups = _discnet_groups(root, psf_pos)
+    else:
+        groups = _mipi_groups(root, psf_pos, notes)
+    items = []
+    for g in sorted(groups, key=lambda g: (list(DISCNET_SPLITS).index(g.split),
+                                           g.psf_pos or 0)):
+        folder_meta = {"layout": layout, "psf_position": g.psf_pos, "tone_map": tone_map,
+                       "source_folder": str(g.input_dir.relative_to(root)),
+                       "target_folder": str(g.gt_dir.relative_to(root))}
+        for inp, gt in _pair_files(g.input_dir, g.gt_dir):
+            hi, hg = read_npy_header(inp), read_npy_header(gt)
+            check_header(inp, hi)
+            check_header(gt, hg)
+            if hi.shape != hg.shape:
+                raise DataError(f"{inp}: shape {hi.shape} differs from its ground truth "
+                                f"{gt} ({hg.shape})")
+            if hi.shape[0] < patch or hi.shape[1] < patch:
+                raise DataError(f"{inp}: {hi.shape[0]}x{hi.shape[1]} is smaller than the "
+                                f"{patch}x{patch} patch")
+            stem = inp.name[: -len(inp.suffix)]
+            prefix = f"ZTE_new_{g.psf_pos}/{stem}" if psf_pos == "all" else stem
+            meta = {**folder_meta, "source": str(inp.relative_to(root)),
+                    "target_source": str(gt.relative_to(root)), "image": stem}
+            items.append(WorkItem(f"{g.split}/{prefix}", g.split,
+                                  UdcArgs(str(root), meta["source"], meta["target_source"],
+                                          prefix, patch, tone_map, meta)))
+    return items, notes
+
+
+def produce(item: WorkItem) -> Iterator[Example]:
+    """Worker: the non-overlapping ``patch`` x ``patch`` crops of one pair, tone-mapped and
+    encoded for storage (uint16 for ``reinhard``, float16 for ``none``)."""
+    a: UdcArgs = item.args
+    root = Path(a.root)
+    inp = load_hdr(root / a.input)
+    gt = load_hdr(root / a.target)
+    if inp.shape != gt.shape:
+        raise DataError(f"{root / a.input}: shape {inp.shape} differs from its ground truth "
+                        f"({gt.shape})")
+    if a.tone_map == "none":
+        for path, arr in ((a.input, inp), (a.target, gt)):
+            if float(arr.max()) > FLOAT16_MAX:
+                raise DataError(f"{root / path}: values above {FLOAT16_MAX:g} do not fit "
+                                "float16; use --tonemap reinhard")
+    encode = TONE_MAPS[a.tone_map]
+    p = a.patch
+    h, w, _ = inp.shape
+    for y in tile_starts(h, p, p):
+        for x in tile_starts(w, p, p):
+            yield Example(
+                f"{a.prefix}/{y:05d}_{x:05d}",
+                encode(inp[y : y + p, x : x + p]),
+                encode(gt[y : y + p, x : x + p]),
+                {**a.meta, "box": [y, x, p, p]},
+            )

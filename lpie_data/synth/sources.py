@@ -1,0 +1,241 @@
+"""Clean source images x for the simulator: photo folders, .npy HDR folders, lpie datasets.
+
+Every source image gets a stable key ``<label>/<name>`` (label: the folder's name; name: the
+file's path inside it without suffix, or ``<split>/<index>`` for a dataset record); keys seed
+the per-pair random generators and decide the train/validation split.
+
+Loading returns linear light, float32 (H, W, 3), values >= 0:
+- photos (8/16-bit PNG, JPEG, TIFF) scaled to [0, 1], linearised with the inverse sRGB curve
+  unless ``source_space = "linear"``;
+- ``.npy`` arrays (H, W, 3) as stored (e.g. UDC SYNTH ground truth in [0, 500]);
+- dataset targets decoded according to the tone map they were stored with (record meta or
+  manifest ``tone_map``: ``reinhard``, ``srgb`` or ``none``), else as photos.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpie_data import storage
+from lpie_data.errors import DataError
+from lpie_data.images import PHOTO_SUFFIXES, read_image, srgb_to_linear, to_float
+from lpie_data.synth.samples import sample_photos
+from lpie_data.synth.tonemap import reinhard_inverse
+
+NPY_SUFFIX = ".npy"
+SOURCE_KINDS = ("photo", "npy", "record")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One clean image. ``kind``: photo | npy | record. For records, ``path`` is the shard and
+    ``offset``/``length`` locate the framed record; ``encoding`` is the dataset's tone map."""
+
+    key: str
+    kind: str
+    path: str
+    offset: int = 0
+    length: int = 0
+    encoding: str = ""
+
+
+def _label(path: str) -> str:
+    return storage.basename(str(path).rstrip("/")) or "source"
+
+
+def _unique_labels(paths: list[str]) -> list[str]:
+    """Folder names, lengthened with parent folders where two sources share a name."""
+    parts = [[p for p in str(path).replace("\\", "/").split("/") if p] for path in paths]
+    depth = [1] * len(paths)
+    for _ in range(64):
+        labels = ["/".join(p[-d:]) if p else "source" for p, d in zip(parts, depth, strict=True)]
+        clashes = {lab for lab in labels if labels.count(lab) > 1}
+        if not clashes:
+            return labels
+        for i, lab in enumerate(labels):
+            if lab in clashes and depth[i] < len(parts[i]):
+                depth[i] += 1
+        if all(depth[i] >= len(parts[i]) for i, lab in enumerate(labels) if lab in clashes):
+            break
+    raise DataError(f"the same source is given twice: {', '.join(paths)}")
+
+
+def _check_photo_header(path: Path) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - opening parses the header
+    except Exception as e:  # Pillow raises many types for bad files
+        raise DataError(f"{path}: unreadable image ({e})") from None
+
+
+def _check_npy_header(path: Path) -> None:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
+        raise DataError(f"{path}: unreadable .npy file ({e})") from None
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{path}: expected an H x W x 3 array, got shape {arr.shape}")
+
+
+def _folder_sources(folder: Path, label: str) -> list[SourceImage]:
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in (*PHOTO_SUFFIXES, NPY_SUFFIX)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    if not files:
+        kinds = ", ".join((*PHOTO_SUFFIXES, NPY_SUFFIX))
+        raise DataError(f"{folder}: no source images ({kinds}) in this folder")
+    out = []
+    for f in files:
+        name = f.relative_to(folder).with_suffix("").as_posix()
+        if f.suffix.lower() == NPY_SUFFIX:
+            _check_npy_header(f)
+            out.append(SourceImage(f"{label}/{name}", "npy", str(f)))
+        else:
+            _check_photo_header(f)
+            out.append(SourceImage(f"{label}/{name}", "photo", str(f)))
+    keys = [s.key for s in out]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise DataError(f"{folder}: files differ only by suffix: {', '.join(dup)}")
+    return out
+
+
+def _record_offsets(shard: str) -> list[tuple[int, int]]:
+    """(offset, framed length) of every record in a TFRecord shard, reading only headers."""
+    out = []
+    with storage.open_file(shard, "rb") as f:
+        offset = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return out
+            if len(header) < 12:
+                raise DataError(f"{shard}: truncated record header at record {len(out)}")
+            (length,) = struct.unpack("<Q", header[:8])
+            out.append((offset, 12 + length + 4))
+            offset += 12 + length + 4
+            f.seek(offset)
+
+
+def _dataset_sources(path: str, label: str) -> list[SourceImage]:
+    from lpie_data.shards import read_manifest
+
+    manifest = read_manifest(path)
+    encoding = str(manifest.get("tone_map", ""))
+    out = []
+    for split, entry in sorted(manifest.get("splits", {}).items()):
+        index = 0
+        for shard in entry.get("shards", []):
+            shard_path = storage.join(path, shard["file"])
+            if not storage.exists(shard_path):
+                raise DataError(f"{shard_path}: shard listed in the manifest is missing")
+            for offset, length in _record_offsets(shard_path):
+                key = f"{label}/{split}/{index:06d}"
+                out.append(SourceImage(key, "record", shard_path, offset, length, encoding))
+                index += 1
+    if not out:
+        raise DataError(f"{path}: dataset has no records")
+    return out
+
+
+def find_sources(paths: list[str]) -> list[SourceImage]:
+    """Every source image under ``paths`` (photo / .npy folders, single files, lpie datasets),
+    in a stable order; an empty list gives the built-in sample photos.
+
+    Raises DataError naming the path for a missing path, an empty folder or a file whose
+    header cannot be read (checked here so nothing is written for bad inputs).
+    """
+    if not paths:
+        return [
+            SourceImage(f"samples/{name}", "photo", str(p)) for name, p in sample_photos().items()
+        ]
+    labels = _unique_labels([str(p) for p in paths])
+    sources: list[SourceImage] = []
+    for raw, label in zip(paths, labels, strict=True):
+        raw = str(raw)
+        if storage.is_remote(raw) or storage.exists(storage.join(raw, "manifest.json")):
+            sources.extend(_dataset_sources(raw, label))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            sources.extend(_folder_sources(path, label))
+        elif path.is_file():
+            suffix = path.suffix.lower()
+            if suffix == NPY_SUFFIX:
+                _check_npy_header(path)
+                sources.append(SourceImage(f"{label}", "npy", str(path)))
+            elif suffix in PHOTO_SUFFIXES:
+                _check_photo_header(path)
+                sources.append(SourceImage(f"{label}", "photo", str(path)))
+            else:
+                raise DataError(f"{path}: not a photo, .npy file or lpie dataset")
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    keys = [s.key for s in sources]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise DataError(f"two sources give the same image key(s): {', '.join(dup[:5])}")
+    return sources
+
+
+def _finish(image: np.ndarray, where: str) -> np.ndarray:
+    if not np.all(np.isfinite(image)):
+        raise DataError(f"{where}: source image has NaN or infinite values")
+    np.maximum(image, 0.0, out=image)
+    return image
+
+
+def _decode_record(source: SourceImage, source_space: str) -> np.ndarray:
+    from lpie_data.records import example_to_pair, read_records
+
+    with storage.open_file(source.path, "rb") as f:
+        f.seek(source.offset)
+        data = f.read(source.length)
+    where = f"{source.path} (record at byte {source.offset})"
+    payloads = list(read_records(io.BytesIO(data), where))
+    if len(payloads) != 1:
+        raise DataError(f"{where}: expected one record")
+    pair = example_to_pair(payloads[0])
+    target = np.array(pair.target, dtype=np.float32)
+    encoding = str(pair.meta.get("tone_map", source.encoding))
+    if encoding == "reinhard":
+        return reinhard_inverse(np.clip(target, 0.0, 1.0 - 1e-6))
+    if encoding in ("none", "linear"):
+        return target
+    if encoding == "srgb" or source_space == "srgb":
+        return srgb_to_linear(np.clip(target, 0.0, 1.0))
+    return target
+
+
+def load_source(source: SourceImage, source_space: str = "srgb") -> np.ndarray:
+    """Linear float32 (H, W, 3), values >= 0, of one source image; DataError naming the file."""
+    if source.kind == "photo":
+        image = to_float(read_image(source.path))
+        image = srgb_to_linear(image) if source_space == "srgb" else image.astype(np.float32)
+    elif source.kind == "npy":
+        try:
+            image = np.load(source.path, allow_pickle=False)
+        except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
+            raise DataError(f"{source.path}: unreadable .npy file ({e})") from None
+        if image.ndim != 3 or image.shape[2] != 3 or not np.issubdtype(image.dtype, np.number):
+            raise DataError(
+                f"{source.path}: expected an H x W x 3 numeric array, got {image.shape} "
+                f"{image.dtype}"
+            )
+        image = np.array(image, dtype=np.float32)
+    elif source.kind == "record":
+        image = _decode_record(source, source_space)
+    else:
+        raise DataError(f"{source.key}: unknown source kind {source.kind!r}")
+    return _finish(image, source.path)

@@ -1,0 +1,22 @@
+"""lpie_model: LPIENet, its losses and metrics, training, TFLite export and benchmarks.
+
+`build_lpienet` and `load_model` are imported lazily so that `import lpie_model` (and commands
+that do not need TensorFlow, such as `--help`) start without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lpie_model.lpienet import build_lpienet, load_model
+
+__all__ = ["build_lpienet", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from lpie_model import lpienet
+
+        return getattr(lpienet, name)
+    raise AttributeError(f"module 'lpie_model' has no attribute {name!r}")

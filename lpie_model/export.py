@@ -1,0 +1,467 @@
+"""TFLite export of LPIENet (builtin ops only), a TFLite runner, and a parity report.
+
+Route: `model.export(dir)` (SavedModel) + `tf.lite.TFLiteConverter.from_saved_model(dir)` with
+builtin ops only (`from_keras_model` fails on this network; `format="litert"` lets Flex ops in).
+The default export takes any H and W (resize the input tensor, then allocate); `size=(H, W)`
+exports a fixed-shape model, which XNNPACK runs faster. Precisions:
+    - fp32: float weights and activations;
+    - fp16: float16 weights (dequantized on load by CPU runtimes; GPU delegates run them in fp16);
+    - int8: full-integer weights and activations, calibrated on representative images;
+      `io="uint8"` also makes the model's input and output uint8.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
+from lpie_model.metrics import psnr
+
+PRECISIONS = ("fp32", "fp16", "int8")
+IO_TYPES = ("float", "uint8")
+# What the parity report checks per precision: (quantity, bound, "max" | "min").
+PARITY_TARGETS: dict[str, tuple[str, float, str]] = {
+    "fp32": ("max_abs_diff", 1e-4, "max"),
+    "fp16": ("psnr_db", 50.0, "min"),
+    "int8": ("psnr_db", 35.0, "min"),
+}
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea")
+CALIBRATION_CROP = 256
+PARITY_MAX_SIDE = 512
+
+Progress = Callable[[str, int, int], None]
+
+
+class ExportError(LpieError):
+    """The converter failed, or produced ops that a stock TFLite runtime cannot run."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parses "HxW" (e.g. "1080x1920") into (H, W); raises ConfigError otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ConfigError(f"size {text!r}: expected HxW with positive integers, e.g. 256x256")
+    return int(m.group(1)), int(m.group(2))
+
+
+# --------------------------------------------------------------------------- op inspection
+
+
+def op_names(content: bytes) -> list[str]:
+    """Sorted distinct op names of a .tflite flatbuffer ("CONV_2D", ..., custom ops by code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        names = set()
+        for s in range(model.SubgraphsLength()):
+            sub = model.Subgraphs(s)
+            for i in range(sub.OperatorsLength()):
+                opcode = model.OperatorCodes(sub.Operators(i).OpcodeIndex())
+                code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+                if code == schema.BuiltinOperator.CUSTOM:
+                    names.add((opcode.CustomCode() or b"CUSTOM").decode())
+                else:
+                    names.add(codes.get(code, f"BUILTIN_{code}"))
+    except Exception as e:  # a truncated or foreign file raises from deep inside flatbuffers
+        raise DataError(f"not a readable .tflite model ({e})") from None
+    return sorted(names)
+
+
+def check_builtin_ops(content: bytes) -> list[str]:
+    """The model's op names; raises ExportError naming any Flex (TF) or custom op."""
+    names = op_names(content)
+    from ai_edge_litert import schema_py_generated as schema
+
+    builtin = {k for k in vars(schema.BuiltinOperator) if not k.startswith("_")} - {"CUSTOM"}
+    bad = [n for n in names if n not in builtin]
+    if bad:
+        raise ExportError(
+            f"the converted model needs non-builtin ops {', '.join(bad)} "
+            "(Flex/custom ops do not run on a stock TFLite runtime)"
+        )
+    return names
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def convert(
+    model: Any,
+    *,
+    precision: str = "fp32",
+    size: tuple[int, int] | None = None,
+    io: str = "float",
+    calibration: Iterable[np.ndarray] | None = None,
+) -> bytes:
+    """Converts a Keras LPIENet to a .tflite flatbuffer with builtin ops only.
+
+    Args:
+        model: a model from `build_lpienet` / `load_model` (its `lpie_config` is used to rebuild it
+            for a fixed size).
+        precision: "fp32", "fp16" or "int8".
+        size: (H, W) for a fixed-shape model (batch 1); None for any H, W (and batch).
+        io: "float" (float32 input/output) or "uint8" (int8 only: uint8 input/output, 0..255).
+        calibration: for int8, representative float32 H x W x 3 images in [0, 1] (about 100);
+            with `size`, each must be exactly that size.
+
+    Raises:
+        ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
+    """
+    import tensorflow as tf
+
+    from lpie_model.lpienet import rebuild_for_shape
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if io not in IO_TYPES:
+        raise ConfigError(f"unknown io type {io!r}; valid: {', '.join(IO_TYPES)}")
+    if io == "uint8" and precision != "int8":
+        raise ConfigError("io 'uint8' needs precision 'int8' (float models keep float I/O)")
+    if precision == "int8" and calibration is None:
+        raise ConfigError("precision 'int8' needs calibration images")
+
+    h, w = size if size is not None else (None, None)
+    # Float runtimes run the concat-form attention conv faster; int8 keeps the split form, whose
+    # mean and max inputs then get their own quantization scales.
+    export_model = rebuild_for_shape(model, h, w, fused_attention=precision != "int8")
+    spec = tf.TensorSpec((1, h, w, 3) if size is not None else (None, None, None, 3), tf.float32)
+    with tempfile.TemporaryDirectory(prefix="lpie-export-") as tmp:
+        export_model.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if precision == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif precision == "int8":
+            images = [np.asarray(x, dtype=np.float32) for x in calibration]
+            if not images:
+                raise ConfigError("precision 'int8' needs at least one calibration image")
+            for x in images:
+                if x.ndim != 3 or x.shape[2] != 3 or (size is not None and x.shape[:2] != size):
+                    want = f"{size[0]}x{size[1]}x3" if size is not None else "HxWx3"
+                    raise ConfigError(f"calibration image of shape {x.shape}: expected {want}")
+
+            def representative() -> Iterator[list[np.ndarray]]:
+                for x in images:
+                    yield [x[None]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if io == "uint8":
+                converter.inference_input_type = tf.uint8
+                converter.inference_output_type = tf.uint8
+        try:
+            content = converter.convert()
+        except Exception as e:  # ConverterError and friends
+            raise ExportError(_converter_message(e)) from None
+    check_builtin_ops(content)
+    return content
+
+
+def _converter_message(e: Exception) -> str:
+    text = str(e)
+    ops = sorted(set(re.findall(r"\btf\.(\w+)", text)))
+    if ops:
+        return (
+            f"TFLite conversion needs ops that are not TFLite builtins: {', '.join(ops)} "
+            "(the model would need the Flex delegate on a phone)"
+        )
+    first = next((ln for ln in text.splitlines() if "error" in ln.lower()), text[:500])
+    return f"TFLite conversion failed: {first.strip()}"
+
+
+# --------------------------------------------------------------------------- running
+
+
+class TFLiteRunner:
+    """Runs an LPIENet .tflite model with the LiteRT interpreter (XNNPACK on CPU).
+
+    Takes float32 images in [0, 1] (H x W x 3 or B x H x W x 3) and returns the same shape, float32.
+    Dynamic-size models are resized to each input; fixed-size models need inputs of their size.
+    uint8 I/O models get the input quantized and the output dequantized here.
+    """
+
+    def __init__(self, model: bytes | str | Path, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        kwargs: dict[str, Any] = {"num_threads": num_threads}
+        if isinstance(model, bytes):
+            kwargs["model_content"] = model
+        else:
+            if not Path(model).is_file():
+                raise DataError(f"{model}: no such .tflite file")
+            kwargs["model_path"] = str(model)
+        try:
+            self.interpreter = Interpreter(**kwargs)
+        except ValueError as e:
+            raise DataError(f"{model if not isinstance(model, bytes) else 'model'}: {e}") from None
+        self._in = self.interpreter.get_input_details()[0]
+        self._out_index = self.interpreter.get_output_details()[0]["index"]
+        signature = self._in["shape_signature"]
+        self.input_size: tuple[int, int] | None = (
+            None if signature[1] < 0 or signature[2] < 0 else (int(signature[1]), int(signature[2]))
+        )
+        self._shape: tuple[int, ...] | None = None
+
+    def prepare(self, shape: Sequence[int]) -> None:
+        """Resizes (dynamic models) and allocates for a B x H x W x 3 input shape."""
+        shape = tuple(int(s) for s in shape)
+        if shape == self._shape:
+            return
+        if self.input_size is not None and tuple(shape[1:3]) != self.input_size:
+            h, w = self.input_size
+            raise DataError(f"input of size {shape[1]}x{shape[2]}: this model takes only {h}x{w}")
+        if tuple(self._in["shape"]) != shape:
+            self.interpreter.resize_tensor_input(self._in["index"], shape)
+        self.interpreter.allocate_tensors()
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self._shape = shape
+
+    def set_input(self, batch: np.ndarray) -> None:
+        """Prepares for and copies in a B x H x W x 3 float batch in [0, 1]."""
+        self.prepare(batch.shape)
+        dtype = self._in["dtype"]
+        if dtype == np.float32:
+            data = batch.astype(np.float32, copy=False)
+        else:
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(dtype)
+            data = np.clip(np.round(batch / scale + zero), info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self._in["index"], data)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def get_output(self) -> np.ndarray:
+        out = self.interpreter.get_tensor(self._out["index"])
+        if out.dtype != np.float32:
+            scale, zero = self._out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image, dtype=np.float32)
+        single = image.ndim == 3
+        batch = image[None] if single else image
+        if batch.ndim != 4 or batch.shape[3] != 3:
+            raise DataError(f"input of shape {image.shape}: expected H x W x 3 or B x H x W x 3")
+        self.set_input(batch)
+        self.invoke()
+        out = self.get_output()
+        return out[0] if single else out
+
+
+# --------------------------------------------------------------------------- images
+
+
+def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crops (and reflect-pads where smaller) an H x W x C image to exactly `size`."""
+    h, w = size
+    for axis, want in ((0, h), (1, w)):
+        have = image.shape[axis]
+        if have < want:
+            pad = [(0, 0)] * image.ndim
+            pad[axis] = (0, want - have)
+            image = np.pad(image, pad, mode="reflect" if have > want - have else "edge")
+        elif have > want:
+            start = (have - want) // 2
+            image = np.take(image, range(start, start + want), axis=axis)
+    return image
+
+
+def sample_photos() -> list[tuple[str, np.ndarray]]:
+    """scikit-image's bundled colour photos as float32 H x W x 3 in [0, 1] (no download)."""
+    from skimage import data
+
+    return [(name, getattr(data, name)().astype(np.float32) / 255.0) for name in SAMPLE_PHOTOS]
+
+
+def dataset_inputs(path: str | Path, split: str, count: int) -> list[tuple[str, np.ndarray]]:
+    """The first `count` input images of an lpie dataset split, as (key, float32 H x W x 3)."""
+    from lpie_data import iter_pairs
+
+    out = []
+    for pair in iter_pairs(str(path), split):
+        out.append((pair.key, pair.input))
+        if len(out) >= count:
+            break
+    if not out:
+        raise DataError(f"{path}: split {split!r} has no examples")
+    return out
+
+
+def calibration_crops(
+    images: Iterable[np.ndarray],
+    *,
+    count: int = 100,
+    crop: tuple[int, int] = (CALIBRATION_CROP, CALIBRATION_CROP),
+    per_image: int = 1,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Up to `count` random `crop`-sized crops, `per_image` from each image, deterministic in seed.
+
+    Images smaller than `crop` are reflect-padded (see `fit_to_size`).
+    """
+    rng = np.random.default_rng(seed)
+    crops: list[np.ndarray] = []
+    for image in images:
+        h, w = image.shape[:2]
+        for _ in range(per_image):
+            y = int(rng.integers(0, max(h - crop[0], 0) + 1))
+            x = int(rng.integers(0, max(w - crop[1], 0) + 1))
+            piece = fit_to_size(image[y : y + crop[0], x : x + crop[1]], crop)
+            crops.append(np.ascontiguousarray(piece, dtype=np.float32))
+            if len(crops) >= count:
+                return crops
+    return crops
+
+
+def dataset_calibration(
+    path: str | Path,
+    split: str = "train",
+    *,
+    count: int = 100,
+    crop: tuple[int, int] = (CALIBRATION_CROP, CALIBRATION_CROP),
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """`count` calibration crops from the inputs of a dataset split, spread over its pairs."""
+    from lpie_data import iter_pairs
+    from lpie_data.dataset import split_info
+
+    examples = int(split_info(str(path), split).get("examples", 0)) or count
+    per_image = max(1, math.ceil(count / examples))
+    crops = calibration_crops(
+        (p.input for p in iter_pairs(str(path), split)),
+        count=count,
+        crop=crop,
+        per_image=per_image,
+        seed=seed,
+    )
+    if not crops:
+        raise DataError(f"{path}: split {split!r} has no examples to calibrate on")
+    return crops
+
+
+# --------------------------------------------------------------------------- parity
+
+
+def parity_report(
+    model: Any,
+    content: bytes,
+    precision: str,
+    images: Sequence[tuple[str, np.ndarray]],
+    *,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Compares a converted model with the fp32 Keras model on real images.
+
+    Each image is centre-cropped to the model's fixed size (or at most 512 px a side for dynamic
+    models). Per image: max |TFLite - Keras| and PSNR of TFLite against Keras (the fp32 reference).
+
+    Returns:
+        {"precision", "target": {"quantity", "bound", "kind"}, "images": [...],
+         "max_abs_diff", "min_psnr_db", "passed"}.
+    """
+    runner = TFLiteRunner(content, num_threads=num_threads)
+    rows = []
+    for name, image in images:
+        size = runner.input_size or (
+            min(image.shape[0], PARITY_MAX_SIDE),
+            min(image.shape[1], PARITY_MAX_SIDE),
+        )
+        x = fit_to_size(np.asarray(image, dtype=np.float32), size)
+        want = np.asarray(model(x[None], training=False))[0]
+        got = runner(x)
+        rows.append(
+            {
+                "name": name,
+                "size": [int(x.shape[0]), int(x.shape[1])],
+                "max_abs_diff": float(np.max(np.abs(got.astype(np.float64) - want))),
+                "psnr_db": psnr(want, got),
+            }
+        )
+    quantity, bound, kind = PARITY_TARGETS[precision]
+    worst_diff = max(r["max_abs_diff"] for r in rows)
+    worst_psnr = min(r["psnr_db"] for r in rows)
+    value = worst_diff if quantity == "max_abs_diff" else worst_psnr
+    return {
+        "precision": precision,
+        "target": {"quantity": quantity, "bound": bound, "kind": kind},
+        "images": rows,
+        "max_abs_diff": worst_diff,
+        "min_psnr_db": worst_psnr,
+        "passed": bool(value <= bound if kind == "max" else value >= bound),
+    }
+
+
+def export_tflite(
+    model: Any,
+    out: str | Path,
+    *,
+    precision: str = "fp32",
+    size: tuple[int, int] | None = None,
+    io: str = "float",
+    calibration: Iterable[np.ndarray] | None = None,
+    parity_images: Sequence[tuple[str, np.ndarray]] | None = None,
+    overwrite: bool = True,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Converts, writes `out` (.tflite), checks parity and writes the report next to it.
+
+    The report goes to `out` with suffix `.json` (model.tflite -> model.json). `parity_images`
+    default to scikit-image's sample photos. See `convert` for the other arguments.
+
+    Returns:
+        The report: {"model", "precision", "io", "input_size", "bytes", "params", "ops",
+        "build", "parity"}.
+
+    Raises:
+        ConfigError, ExportError (see `convert`); OutputError: `out` cannot be written.
+    """
+    out = Path(out)
+    report_path = out.with_suffix(".json")
+    if out.suffix != ".tflite":
+        raise OutputError(f"{out}: the output file must end in .tflite")
+    if not overwrite and out.exists():
+        raise OutputError(f"{out}: exists (pass overwrite to replace it)")
+    if not out.parent.is_dir():
+        raise OutputError(f"{out.parent}: no such directory")
+    content = convert(model, precision=precision, size=size, io=io, calibration=calibration)
+    try:
+        out.write_bytes(content)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write ({e})") from None
+    images = parity_images if parity_images is not None else sample_photos()
+    config = getattr(model, "lpie_config", None)
+    report = {
+        "model": out.name,
+        "precision": precision,
+        "io": io,
+        "input_size": list(size) if size is not None else None,
+        "bytes": len(content),
+        "params": int(model.count_params()),
+        "ops": op_names(content),
+        "build": _jsonable(config) if config is not None else None,
+        "parity": parity_report(model, content, precision, images, num_threads=num_threads),
+    }
+    try:
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        raise OutputError(f"{report_path}: cannot write ({e})") from None
+    return report
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}

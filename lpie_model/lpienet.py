@@ -1,0 +1,504 @@
+"""LPIENet (Conde et al., 2022): a small U-Net of inverted residual attention blocks.
+
+The network is built from small block functions (`irb`, `attention`, `stage`, `head`) by the
+functional builder `build_lpienet`. Every layer has a fixed, descriptive name so that weights can be
+copied between builds that differ only in their input shape (see `rebuild_for_shape`).
+
+Inputs are float32 images in [0, 1], shape (batch, H, W, 3), any H and W. Outputs have the same
+shape and are clipped to [0, 1 - 1e-5] (paper, Sec. 4.2) by a final `Clip` layer that is always
+part of the model, in training too: a restored image is never asked to leave that range.
+
+Choices where the paper's figure and the released code disagree (both give the same parameter
+count) are build options; the defaults are listed in `DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lpie_data.errors import ConfigError, DataError
+
+VARIANTS: dict[str, tuple[int, ...]] = {
+    "base": (16, 32, 64, 32, 16),
+    "large": (32, 64, 128, 64, 32),
+}
+ACTIVATIONS = ("elu", "relu")
+IRB_SECOND_INPUTS = ("y", "m")
+# Keyword arguments of `build_lpienet` that a run's `model.json` may hold.
+BUILD_KEYS = ("variant", "widths", "activation", "dw_kernel", "irb_second_input")
+DEFAULTS: dict[str, Any] = {
+    "variant": "base",
+    "widths": None,
+    "activation": "elu",
+    "dw_kernel": 3,
+    "irb_second_input": "y",
+}
+CLIP_MAX = 1.0 - 1e-5
+WEIGHTS_FILE = "best.weights.h5"
+CONFIG_FILE = "model.json"
+
+
+# --------------------------------------------------------------------------- custom layers
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class PadToMultiple(keras.layers.Layer):
+    """Pads H and W at the bottom/right up to the next multiple of `multiple`.
+
+    A constant pad of `multiple - 1` followed by a slice keeps the channel count static, which keeps
+    every TFLite op builtin (a computed paddings tensor does not; see docs/tensorflow facts).
+    """
+
+    def __init__(self, multiple: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        m = self.multiple
+        shape = tf.shape(x)
+        h = (shape[1] + m - 1) // m * m
+        w = (shape[2] + m - 1) // m * m
+        x = tf.pad(x, [[0, 0], [0, m - 1], [0, m - 1], [0, 0]])
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        def up(n: int | None) -> int | None:
+            return None if n is None else (n + self.multiple - 1) // self.multiple * self.multiple
+
+        return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class CropLike(keras.layers.Layer):
+    """Crops `x` (B, H', W', C) to the spatial size of `ref` (B, H, W, *), H <= H', W <= W'."""
+
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+        x, ref = inputs
+        shape = tf.shape(ref)
+        return x[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shapes: Sequence[tuple]) -> tuple:
+        x, ref = input_shapes
+        return (x[0], ref[1], ref[2], x[3])
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class Upsample2x(keras.layers.Layer):
+    """Bilinear x2 upsampling (half-pixel centres) to twice the runtime spatial shape.
+
+    Keras' `UpSampling2D(interpolation="bilinear")` and `keras.ops.image.resize` cannot take a
+    computed size; TensorFlow's resize with a runtime size converts to one RESIZE_BILINEAR op.
+    With a static input size the target size is a constant (what XNNPACK needs to delegate it).
+    """
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        h, w = x.shape[1], x.shape[2]
+        if h is not None and w is not None:
+            size = (2 * h, 2 * w)
+        else:
+            size = tf.shape(x)[1:3] * 2
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class ChannelPool(keras.layers.Layer):
+    """Per-pixel mean or max over channels: (B, H, W, C) -> (B, H, W, 1)."""
+
+    def __init__(self, mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("mean", "max"):
+            raise ConfigError(f"ChannelPool mode {mode!r}: valid modes are 'mean', 'max'")
+        self.mode = mode
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        if self.mode == "mean":
+            return keras.ops.mean(x, axis=-1, keepdims=True)
+        return keras.ops.max(x, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:3], 1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class Clip(keras.layers.Layer):
+    """Clips values to [lo, hi] (the paper's [0, 1 - 1e-5] output range)."""
+
+    def __init__(self, lo: float = 0.0, hi: float = CLIP_MAX, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lo = float(lo)
+        self.hi = float(hi)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return keras.ops.clip(x, self.lo, self.hi)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi}
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def _conv(
+    x: keras.KerasTensor,
+    filters: int,
+    kernel: int,
+    name: str,
+    *,
+    activation: str | None = None,
+    use_bias: bool = True,
+) -> keras.KerasTensor:
+    return keras.layers.Conv2D(
+        filters, kernel, padding="same", activation=activation, use_bias=use_bias, name=name
+    )(x)
+
+
+def irb(
+    x: keras.KerasTensor,
+    c: int,
+    name: str,
+    *,
+    activation: str = "elu",
+    dw_kernel: int = 3,
+    second_input: str = "y",
+) -> keras.KerasTensor:
+    """Inverted residual block, expansion 1 (4c^2 + (4 + dw_kernel^2 + 1)c parameters).
+
+    `m = pw1(x); m = act(dw(m)); m = pw2(m); y = x + m; n = pw4(act(pw3(y or m))); out = y + n`.
+    `second_input="y"` follows the paper's figure, `"m"` the released Keras code.
+    """
+    m = _conv(x, c, 1, f"{name}_pw1")
+    m = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(m)
+    m = keras.layers.Activation(activation, name=f"{name}_act1")(m)
+    m = _conv(m, c, 1, f"{name}_pw2")
+    y = keras.layers.Add(name=f"{name}_add1")([x, m])
+    n = _conv(y if second_input == "y" else m, c, 1, f"{name}_pw3")
+    n = keras.layers.Activation(activation, name=f"{name}_act2")(n)
+    n = _conv(n, c, 1, f"{name}_pw4")
+    return keras.layers.Add(name=f"{name}_add2")([y, n])
+
+
+def attention(x: keras.KerasTensor, c: int, name: str, *, fused: bool = False) -> keras.KerasTensor:
+    """Spatial + channel attention (3c^2 + 23c parameters).
+
+    `Conv3x3(concat[mean, max])` is written as `Conv3x3(mean) + Conv3x3_nobias(max)`: the same
+    function and parameter count, but int8 quantization then gives mean and max their own scales.
+    `fused=True` builds the concat form instead (one conv, `{name}_sp_conv`), which float
+    runtimes execute faster; `rebuild_for_shape` converts weights between the two forms.
+    """
+    a = ChannelPool("mean", name=f"{name}_mean")(x)
+    b = ChannelPool("max", name=f"{name}_max")(x)
+    if fused:
+        ab = keras.layers.Concatenate(name=f"{name}_sp_concat")([a, b])
+        s = _conv(ab, c, 3, f"{name}_sp_conv", activation="sigmoid")
+    else:
+        s_mean = _conv(a, c, 3, f"{name}_sp_conv_mean")
+        s_max = _conv(b, c, 3, f"{name}_sp_conv_max", use_bias=False)
+        s = keras.layers.Add(name=f"{name}_sp_add")([s_mean, s_max])
+        s = keras.layers.Activation("sigmoid", name=f"{name}_sp_sigmoid")(s)
+    spatial = keras.layers.Multiply(name=f"{name}_sp_mul")([x, s])
+    g = _conv(a, c, 1, f"{name}_ch_conv1", activation="relu")
+    g = _conv(g, c, 1, f"{name}_ch_conv2", activation="sigmoid")
+    channel = keras.layers.Multiply(name=f"{name}_ch_mul")([x, g])
+    both = keras.layers.Concatenate(name=f"{name}_concat")([spatial, channel])
+    return keras.layers.Add(name=f"{name}_add")([x, _conv(both, c, 1, f"{name}_fuse")])
+
+
+def stage(
+    x: keras.KerasTensor,
+    c: int,
+    name: str,
+    *,
+    activation: str = "elu",
+    dw_kernel: int = 3,
+    irb_second_input: str = "y",
+    fused_attention: bool = False,
+) -> keras.KerasTensor:
+    """Conv3x3(c, ReLU) -> IRB -> IRB -> Attention: one encoder or decoder stage."""
+    x = _conv(x, c, 3, f"{name}_conv", activation="relu")
+    for i in (1, 2):
+        x = irb(
+            x,
+            c,
+            f"{name}_irb{i}",
+            activation=activation,
+            dw_kernel=dw_kernel,
+            second_input=irb_second_input,
+        )
+    return attention(x, c, f"{name}_att", fused=fused_attention)
+
+
+def head(
+    x: keras.KerasTensor, name: str = "head", *, activation: str = "elu", dw_kernel: int = 3
+) -> keras.KerasTensor:
+    """Output head: 3-channel IRB-like branch + ReLU shortcut, then a 7-5-3 sigmoid gate."""
+    h = _conv(x, 3, 1, f"{name}_pw1")
+    h = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(h)
+    h = keras.layers.Activation(activation, name=f"{name}_act")(h)
+    h = _conv(h, 3, 1, f"{name}_pw2")
+    shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
+    h = keras.layers.Add(name=f"{name}_add")([h, shortcut])
+    g = _conv(h, 3, 7, f"{name}_gate7", activation="relu")
+    g = _conv(g, 3, 5, f"{name}_gate5", activation="relu")
+    g = _conv(g, 3, 3, f"{name}_gate3", activation="sigmoid")
+    return keras.layers.Multiply(name=f"{name}_gate_mul")([h, g])
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def resolve_widths(variant: str = "base", widths: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The stage widths: `widths` if given, else the variant's. Odd length (n+1 enc, n dec)."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    if widths is None:
+        return VARIANTS[variant]
+    widths = tuple(int(w) for w in widths)
+    if len(widths) < 1 or len(widths) % 2 == 0 or min(widths) < 1:
+        raise ConfigError(
+            f"widths {list(widths)}: need an odd number (>= 1) of positive stage widths, "
+            "encoders then decoders, e.g. [16, 32, 64, 32, 16]"
+        )
+    return widths
+
+
+def _check_options(
+    variant: str,
+    widths: Sequence[int] | None,
+    activation: str,
+    dw_kernel: int,
+    irb_second_input: str,
+) -> tuple[int, ...]:
+    """Validates build options (raises ConfigError naming the option); returns the widths."""
+    widths = resolve_widths(variant, widths)
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    if irb_second_input not in IRB_SECOND_INPUTS:
+        raise ConfigError(
+            f"unknown irb_second_input {irb_second_input!r}; valid: {', '.join(IRB_SECOND_INPUTS)}"
+        )
+    if not isinstance(dw_kernel, int) or dw_kernel < 1 or dw_kernel % 2 == 0:
+        raise ConfigError(f"dw_kernel {dw_kernel!r}: must be a positive odd integer")
+    return widths
+
+
+def size_multiple(widths: Sequence[int]) -> int:
+    """H and W must be multiples of this inside the network (2 ** number of poolings)."""
+    return 2 ** (len(widths) // 2)
+
+
+def build_lpienet(
+    variant: str = "base",
+    *,
+    widths: Sequence[int] | None = None,
+    activation: str = "elu",
+    dw_kernel: int = 3,
+    irb_second_input: str = "y",
+    input_shape: tuple[int | None, int | None] | None = None,
+    fused_attention: bool = False,
+    name: str = "lpienet",
+) -> keras.Model:
+    """Builds LPIENet as a functional Keras model.
+
+    Args:
+        variant: "base" (widths 16-32-64-32-16, 133,652 params) or "large" (32-64-128-64-32,
+            514,308 params).
+        widths: stage widths overriding the variant, encoders then decoders (odd length).
+        activation: "elu" (released code) or "relu" (paper figure) inside IRBs and the head.
+        dw_kernel: depthwise kernel size in IRBs and the head (odd).
+        irb_second_input: "y" (figure) or "m" (released Keras code); see `irb`.
+        input_shape: (H, W) for a fixed-size model; None (default) for any size. A fixed size that
+            is a multiple of `size_multiple(widths)` builds without the pad and crop layers.
+        fused_attention: build the attention's spatial conv in its concat form (for float export;
+            trained weights use the default split form, see `attention`).
+        name: the model's name.
+
+    Returns:
+        A `keras.Model` mapping float32 (B, H, W, 3) in [0, 1] to float32 (B, H, W, 3) in
+        [0, 1 - 1e-5].
+    """
+    widths = _check_options(variant, widths, activation, dw_kernel, irb_second_input)
+    h, w = input_shape if input_shape is not None else (None, None)
+    multiple = size_multiple(widths)
+    block = {"activation": activation, "dw_kernel": int(dw_kernel)}
+    stage_opts = {"irb_second_input": irb_second_input, "fused_attention": fused_attention}
+
+    inputs = keras.Input((h, w, 3), name="image")
+    aligned = h is not None and w is not None and h % multiple == 0 and w % multiple == 0
+    x = inputs if aligned else PadToMultiple(multiple, name="pad")(inputs)
+    padded = x
+    n_enc = len(widths) // 2 + 1
+    skips = []
+    for i, c in enumerate(widths[:n_enc]):
+        x = stage(x, c, f"enc{i + 1}", **stage_opts, **block)
+        skips.append(x)
+        if i < n_enc - 1:
+            x = keras.layers.MaxPooling2D(2, name=f"enc{i + 1}_pool")(x)
+    for j, c in enumerate(widths[n_enc:]):
+        x = stage(x, c, f"dec{j + 1}", **stage_opts, **block)
+        x = Upsample2x(name=f"dec{j + 1}_up")(x)
+        x = keras.layers.Concatenate(name=f"dec{j + 1}_concat")([x, skips[n_enc - 2 - j]])
+    x = head(x, **block)
+    x = keras.layers.Add(name="residual")([x, padded])
+    if not aligned:
+        x = CropLike(name="crop")([x, inputs])
+    outputs = Clip(0.0, CLIP_MAX, name="clip")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_kwargs(config: dict[str, Any], where: str = "model config") -> dict[str, Any]:
+    """Validates a `model.json`-style dict and returns build_lpienet keyword arguments.
+
+    Raises:
+        ConfigError: unknown keys (listing the valid ones) or bad values.
+    """
+    unknown = sorted(set(config) - set(BUILD_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(BUILD_KEYS)}"
+        )
+    kwargs = {**DEFAULTS, **config}
+    try:
+        _check_options(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: bad value ({e})") from None
+    if kwargs["widths"] is not None:
+        kwargs["widths"] = tuple(int(w) for w in kwargs["widths"])
+    return kwargs
+
+
+def rebuild_for_shape(
+    model: keras.Model,
+    height: int | None,
+    width: int | None,
+    config: dict[str, Any] | None = None,
+    *,
+    fused_attention: bool = False,
+) -> keras.Model:
+    """The same network and weights for a fixed (height, width) input (or dynamic with None).
+
+    `config` are the build kwargs (default: `model.lpie_config`, set by `load_model` and by this
+    function; else the base defaults). Weights are copied by layer name; with `fused_attention`
+    the attention's two spatial convs are merged into one concat-form conv (the same function).
+    The source model must use the default split attention.
+    """
+    kwargs = dict(config if config is not None else getattr(model, "lpie_config", DEFAULTS))
+    new = build_lpienet(**kwargs, input_shape=(height, width), fused_attention=fused_attention)
+    for layer in new.layers:
+        if not layer.weights:
+            continue
+        if fused_attention and layer.name.endswith("_sp_conv"):
+            k_mean, b_mean = model.get_layer(f"{layer.name}_mean").get_weights()
+            (k_max,) = model.get_layer(f"{layer.name}_max").get_weights()
+            layer.set_weights([np.concatenate([k_mean, k_max], axis=2), b_mean])
+        else:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    new.lpie_config = kwargs
+    return new
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Loads a trained LPIENet for inference.
+
+    Accepted `path`s:
+        - a run directory holding `model.json` (build kwargs, e.g. {"variant": "base"}) and
+          `best.weights.h5`;
+        - a `.weights.h5` file, built with the `model.json` next to it, else the base defaults;
+        - a `.keras` file (full saved model).
+
+    Returns:
+        The dynamic-size model; its build kwargs are attached as `model.lpie_config`.
+
+    Raises:
+        DataError: missing or unreadable files. ConfigError: a bad `model.json`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise DataError(f"{path}: not a training run directory (no {WEIGHTS_FILE})")
+        config_path = path / CONFIG_FILE
+    elif path.name.endswith(".weights.h5"):
+        weights = path
+        config_path = path.parent / CONFIG_FILE
+    elif path.suffix == ".keras":
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        try:
+            model = keras.models.load_model(path)
+        except Exception as e:  # keras raises many types for unreadable files
+            raise DataError(f"{path}: cannot load Keras model ({e})") from None
+        model.lpie_config = _config_of_keras_model(model)
+        return model
+    else:
+        raise DataError(f"{path}: expected a run directory, a .weights.h5 file or a .keras file")
+    if not weights.is_file():
+        raise DataError(f"{weights}: no such file")
+    config: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{config_path}: cannot read JSON ({e})") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"{config_path}: expected a JSON object of build options")
+    kwargs = build_kwargs(config, str(config_path))
+    model = build_lpienet(**kwargs)
+    try:
+        model.load_weights(weights)
+    except Exception as e:  # h5py / keras mismatch errors come in several types
+        raise DataError(f"{weights}: weights do not fit {kwargs} ({e})") from None
+    model.lpie_config = kwargs
+    return model
+
+
+def save_config(run_dir: str | Path, **kwargs: Any) -> Path:
+    """Writes `run_dir/model.json` with the given build kwargs (validated); returns its path."""
+    kwargs = {k: v for k, v in build_kwargs(kwargs).items() if k in kwargs}
+    if "widths" in kwargs and kwargs["widths"] is not None:
+        kwargs["widths"] = list(kwargs["widths"])
+    path = Path(run_dir) / CONFIG_FILE
+    path.write_text(json.dumps(kwargs, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _config_of_keras_model(model: keras.Model) -> dict[str, Any]:
+    """Build kwargs recovered from a saved model's layers (widths from the stage convs)."""
+    names = {layer.name: layer for layer in model.layers}
+    widths = []
+    for prefix in ("enc", "dec"):
+        i = 1
+        while f"{prefix}{i}_conv" in names:
+            widths.append(names[f"{prefix}{i}_conv"].filters)
+            i += 1
+    act = names["enc1_irb1_act1"].get_config()["activation"] if "enc1_irb1_act1" in names else "elu"
+    dw = names["enc1_irb1_dw"].kernel_size[0] if "enc1_irb1_dw" in names else 3
+    second = "y"
+    if "enc1_irb1_pw3" in names:
+        source = names["enc1_irb1_pw3"].input._keras_history[0]
+        second = "y" if source.name.endswith("_add1") else "m"
+    return {
+        **DEFAULTS,
+        "widths": tuple(widths) or None,
+        "activation": act,
+        "dw_kernel": dw,
+        "irb_second_input": second,
+    }

@@ -1,0 +1,304 @@
+"""Training recipes: frozen dataclasses loaded from TOML; every default lives here.
+
+A recipe has the tables ``[model]`` (build options of `build_lpienet`), ``[data]`` (datasets,
+crops, augmentation, validation), ``[train]`` (optimiser, schedule, loss, strategy) and, instead of
+dataset paths, an optional ``[synth]`` table (:class:`lpie_data.synth.SynthConfig`): the trainer
+then synthesises its own dataset into the run directory first. Unknown keys are refused with the
+list of valid ones; wrong types and out-of-range values raise :class:`ConfigError` naming the key.
+
+Validating ``[model]`` imports `lpie_model.lpienet` (and so TensorFlow), the one place that knows
+the valid build options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lpie_data.errors import ConfigError
+from lpie_data.synth.config import SynthConfig
+from lpie_data.tomlconfig import from_dict, load_toml, to_dict
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+MIN_CROP = 16  # the SSIM loss needs 11 x 11; a U-Net of 3 stages wants a few pooled pixels
+
+
+def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """``[model]``: the keyword arguments of `lpie_model.build_lpienet`.
+
+    variant: ``base`` (16-32-64-32-16, 133,652 parameters) or ``large`` (32-64-128-64-32).
+    widths: stage widths overriding the variant (odd length: encoders then decoders).
+    activation: ``elu`` (released code) or ``relu`` (paper figure).
+    dw_kernel: depthwise kernel size (odd).
+    irb_second_input: ``y`` (figure) or ``m`` (released Keras code).
+    """
+
+    variant: str = "base"
+    widths: tuple[int, ...] | None = None
+    activation: str = "elu"
+    dw_kernel: int = 3
+    irb_second_input: str = "y"
+
+    def __post_init__(self) -> None:
+        from lpie_model.lpienet import build_kwargs  # the one place that knows valid options
+
+        build_kwargs(self.build_kwargs(), "model")
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `build_lpienet` (and the run's ``model.json``)."""
+        kwargs = to_dict(self)
+        if kwargs["widths"] is None:
+            del kwargs["widths"]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One training source in ``[[data.datasets]]``: an lpie pair dataset and its split.
+
+    path: dataset folder (or gs://, ram:// URL); relative paths are taken from the current folder.
+    split: the split to train on. weight: relative sampling weight when mixing several datasets.
+    """
+
+    path: str = ""
+    split: str = "train"
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("path: every [[data.datasets]] entry needs a dataset path")
+        if not self.split:
+            raise ConfigError("split: must not be empty")
+        if not (self.weight > 0 and math.isfinite(self.weight)):
+            raise ConfigError(f"weight: must be a finite number > 0, got {self.weight}")
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    """``[data]``: where pairs come from, how they are cropped, augmented and batched.
+
+    datasets: training sources (``[[data.datasets]]`` tables); leave empty with a ``[synth]`` table.
+    batch_size: global batch (split evenly over the replicas of the strategy).
+    crop_schedule: progressive training, ``[[first_epoch, size], ...]`` or
+        ``[[first_epoch, height, width], ...]``; the first entry starts at epoch 1.
+    flips: random horizontal and vertical flips. rotations: random 90-degree rotations (for
+        non-square crops only 0 and 180 degrees, so batches keep one shape).
+    shuffle_buffer: crops held for shuffling, per dataset.
+    val_path: validation dataset ("" = the first training dataset; the synthesised one with
+        ``[synth]``). val_split: its split. val_crop: centre crop side for validation (0: full
+        images). val_max_examples: validate on the first N pairs only (0: all).
+    synth_sources, synth_psfs, synth_seed, synth_val_fraction: inputs of the ``[synth]``
+        synthesis (empty sources: the built-in sample photos; empty PSFs: the built-in simulated
+        under-display-camera PSF).
+    """
+
+    datasets: tuple[DatasetRef, ...] = ()
+    batch_size: int = 4
+    crop_schedule: tuple[tuple[int, ...], ...] = ((1, 400),)
+    flips: bool = True
+    rotations: bool = True
+    shuffle_buffer: int = 64
+    val_path: str = ""
+    val_split: str = "validation"
+    val_crop: int = 0
+    val_max_examples: int = 0
+    synth_sources: tuple[str, ...] = ()
+    synth_psfs: tuple[str, ...] = ()
+    synth_seed: int = 0
+    synth_val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"shuffle_buffer: must be >= 1, got {self.shuffle_buffer}")
+        if self.val_crop != 0 and self.val_crop < MIN_CROP:
+            raise ConfigError(f"val_crop: 0 (full images) or >= {MIN_CROP}, got {self.val_crop}")
+        if self.val_max_examples < 0:
+            raise ConfigError(f"val_max_examples: must be >= 0, got {self.val_max_examples}")
+        if not 0.0 <= self.synth_val_fraction < 1.0:
+            raise ConfigError(
+                f"synth_val_fraction: must be in [0, 1), got {self.synth_val_fraction}"
+            )
+        if self.synth_seed < 0:
+            raise ConfigError(f"synth_seed: must be >= 0, got {self.synth_seed}")
+        object.__setattr__(self, "crop_schedule", _normalise_schedule(self.crop_schedule))
+
+    def crop_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(height, width) of the training crops in ``epoch`` (1-based)."""
+        crop = self.crop_schedule[0][1:]
+        for start, h, w in self.crop_schedule:
+            if epoch >= start:
+                crop = (h, w)
+        return crop
+
+    def largest_crop(self) -> tuple[int, int]:
+        return (max(h for _, h, _ in self.crop_schedule), max(w for _, _, w in self.crop_schedule))
+
+
+def _normalise_schedule(schedule: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, int, int], ...]:
+    """[[epoch, size] | [epoch, h, w], ...] -> ((epoch, h, w), ...), validated."""
+    if not schedule:
+        raise ConfigError("crop_schedule: needs at least one [first_epoch, crop] entry")
+    out = []
+    for i, entry in enumerate(schedule):
+        key = f"crop_schedule[{i}]"
+        if len(entry) == 2:
+            start, h, w = entry[0], entry[1], entry[1]
+        elif len(entry) == 3:
+            start, h, w = entry
+        else:
+            raise ConfigError(
+                f"{key}: expected [first_epoch, size] or [first_epoch, height, width], "
+                f"got {list(entry)}"
+            )
+        if min(h, w) < MIN_CROP:
+            raise ConfigError(f"{key}: crops must be at least {MIN_CROP} pixels, got {h}x{w}")
+        if out and start <= out[-1][0]:
+            raise ConfigError(f"{key}: first epochs must increase, got {start} after {out[-1][0]}")
+        out.append((start, h, w))
+    if out[0][0] != 1:
+        raise ConfigError(
+            f"crop_schedule[0]: the first entry must start at epoch 1, not {out[0][0]}"
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """``[train]``: optimiser, learning-rate schedule, loss, length, seed and strategy.
+
+    epochs: epochs to train. steps_per_epoch: optimiser steps per epoch (0: one pass over the
+        training examples, i.e. examples // batch_size).
+    lr: Adam's initial learning rate (paper: 2e-3). plateau_patience: epochs without a new best
+        validation PSNR (by more than plateau_min_delta dB) before the rate is multiplied by
+        plateau_factor (paper: halved), never below min_lr (paper: 1e-6).
+    alpha, beta: loss = alpha * L_SSIM + L_1 + beta * L_Grad (the paper does not publish them).
+    seed: seeds weights, crops, augmentation and shuffling. deterministic: make TensorFlow's ops
+        deterministic (exact resume; a little slower on GPUs).
+    strategy: ``default`` (one device), ``mirrored`` (all GPUs of one host), ``multiworker``
+        (hosts listed in TF_CONFIG) or ``tpu``. tpu: TPU name or address for ``tpu`` ("" = local).
+    log_every: write the training loss to TensorBoard every N steps.
+    tensorboard_images: validation pairs shown as input | output | target images each epoch.
+    """
+
+    epochs: int = 500
+    steps_per_epoch: int = 0
+    lr: float = 2e-3
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+    plateau_min_delta: float = 0.0
+    min_lr: float = 1e-6
+    alpha: float = 0.2
+    beta: float = 0.1
+    seed: int = 0
+    deterministic: bool = True
+    strategy: str = "default"
+    tpu: str = ""
+    log_every: int = 50
+    tensorboard_images: int = 3
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs: must be >= 1, got {self.epochs}")
+        if self.steps_per_epoch < 0:
+            raise ConfigError(f"steps_per_epoch: must be >= 0, got {self.steps_per_epoch}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ConfigError(f"min_lr: must be in (0, lr={self.lr}], got {self.min_lr}")
+        if not 0 < self.plateau_factor < 1:
+            raise ConfigError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
+        if self.plateau_patience < 1:
+            raise ConfigError(f"plateau_patience: must be >= 1, got {self.plateau_patience}")
+        if self.plateau_min_delta < 0:
+            raise ConfigError(f"plateau_min_delta: must be >= 0, got {self.plateau_min_delta}")
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}: loss weights must be finite and >= 0, got {value}")
+        if self.seed < 0:
+            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        _choice(self.strategy, STRATEGIES, "strategy")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every: must be >= 1, got {self.log_every}")
+        if self.tensorboard_images < 0:
+            raise ConfigError(f"tensorboard_images: must be >= 0, got {self.tensorboard_images}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training recipe. Give training data either as ``[[data.datasets]]`` or ``[synth]``."""
+
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    data: DataRecipe = field(default_factory=DataRecipe)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    synth: SynthConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.synth is None and not self.data.datasets:
+            raise ConfigError(
+                "no training data: add [[data.datasets]] tables (path, split, weight) "
+                "or a [synth] table"
+            )
+        if self.synth is not None and self.data.datasets:
+            raise ConfigError(
+                "data.datasets and [synth] both given: train on existing datasets or on a "
+                "synthesised one, not both"
+            )
+        if self.synth is not None and self.train.strategy == "multiworker":
+            raise ConfigError(
+                "train.strategy: 'multiworker' needs a dataset every worker can read: write it "
+                "with `lpie-data synth --out DATA` and list it in [[data.datasets]] instead of [synth]"
+            )
+        if self.synth is not None:
+            crop = self.data.largest_crop()
+            if max(crop) > self.synth.crop:
+                raise ConfigError(
+                    f"data.crop_schedule: crop {crop[0]}x{crop[1]} is larger than the "
+                    f"synthesised pairs (synth.crop = {self.synth.crop})"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def differences(self, other: Recipe) -> list[str]:
+        """Dotted keys whose values differ between two recipes."""
+        a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+    def replace_epochs(self, epochs: int) -> Recipe:
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, epochs=epochs))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
+    """A validated Recipe from plain data; ConfigError messages start with ``where``."""
+    try:
+        return from_dict(Recipe, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe TOML file; ConfigError names the file and the key."""
+    return recipe_from_dict(load_toml(path), str(path))

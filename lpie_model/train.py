@@ -1,0 +1,616 @@
+"""Training LPIENet from a recipe: a custom loop under a tf.distribute strategy, with exact resume.
+
+Run directory layout (``RUN``; any path ``tf.io.gfile`` understands)::
+
+    RUN/recipe.json        the resolved recipe (what --resume checks against)
+    RUN/model.json         build options of the network (read by lpie_model.load_model)
+    RUN/best.weights.h5    weights of the epoch with the best validation PSNR
+    RUN/metrics.csv        one row per finished epoch (epoch, crop, lr, loss, val PSNR/SSIM, ...)
+    RUN/summary.json       progress and the best epoch so far (status running | finished)
+    RUN/checkpoints/       tf.train.Checkpoint of the last finished epochs: weights, Adam state,
+                           learning rate, epoch, plateau counters, best PSNR
+    RUN/logs/{train,validation}/   TensorBoard event files
+    RUN/data/              the synthesised dataset (recipes with a [synth] table only)
+
+Every epoch is a pure function of (recipe, epoch, state at its start): the data pipeline draws
+from stateless seeds keyed by (seed, epoch) and, with ``train.deterministic``, TensorFlow's ops are
+deterministic, so a run killed at any point and resumed ends with the same weights and the same
+metrics rows as an uninterrupted one.
+
+The library never prints: ``progress`` receives :class:`TrainEvent`s.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lpie_data import storage
+from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_model.data import (
+    check_training_sources,
+    inspect_split,
+    training_dataset,
+    validation_dataset,
+)
+from lpie_model.recipe import DatasetRef, Recipe, recipe_from_dict
+
+RECIPE_FILE = "recipe.json"
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "best.weights.h5"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+DATA_DIR = "data"
+CSV_FIELDS = ("epoch", "crop", "lr", "train_loss", "val_psnr", "val_ssim", "best_val_psnr",
+              "seconds")
+TB_IMAGE_SIDE = 256  # validation images in TensorBoard are centre crops of at most this side
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one finished epoch measured (a row of metrics.csv)."""
+
+    epoch: int
+    crop: str
+    lr: float
+    train_loss: float
+    val_psnr: float
+    val_ssim: float
+    best_val_psnr: float
+    seconds: float
+
+    def row(self) -> dict[str, str]:
+        return {
+            "epoch": str(self.epoch),
+            "crop": self.crop,
+            "lr": f"{self.lr:.6g}",
+            "train_loss": f"{self.train_loss:.6f}",
+            "val_psnr": f"{self.val_psnr:.4f}",
+            "val_ssim": f"{self.val_ssim:.5f}",
+            "best_val_psnr": f"{self.best_val_psnr:.4f}",
+            "seconds": f"{self.seconds:.1f}",
+        }
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress reported to the caller.
+
+    kind: ``synth`` (done/total source images), ``start`` (info: replicas, steps, examples,
+    input PSNR/SSIM of the validation pairs, resumed epoch), ``step`` (epoch, step/steps, loss),
+    ``validate`` (epoch), ``epoch`` (record, improved).
+    """
+
+    kind: str
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None
+    done: int = 0
+    total: int = 0
+    record: EpochRecord | None = None
+    improved: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`train`."""
+
+    run_dir: str
+    epochs_done: int
+    epochs: int
+    best_epoch: int
+    best_val_psnr: float
+    best_val_ssim: float
+    input_val_psnr: float
+    input_val_ssim: float
+    weights: str
+    resumed_from: int
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+Progress = Callable[[TrainEvent], None]
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _default_strategy(recipe: Recipe) -> Any:
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+def _mirrored_strategy(recipe: Recipe) -> Any:
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy()
+
+
+def _multiworker_strategy(recipe: Recipe) -> Any:
+    import tensorflow as tf
+
+    if not os.environ.get("TF_CONFIG"):
+        raise ConfigError(
+            "train.strategy = 'multiworker' needs the TF_CONFIG environment variable on every "
+            "worker (cluster addresses and this worker's task); see docs/readme/training.md"
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _tpu_strategy(recipe: Recipe) -> Any:
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=recipe.train.tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        raise ConfigError(f"train.strategy = 'tpu': no TPU found (train.tpu = "
+                          f"{recipe.train.tpu!r}): {e}") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+STRATEGIES: dict[str, Callable[[Recipe], Any]] = {
+    "default": _default_strategy,
+    "mirrored": _mirrored_strategy,
+    "multiworker": _multiworker_strategy,
+    "tpu": _tpu_strategy,
+}
+
+
+def _is_chief(strategy: Any) -> bool:
+    """True where this process writes the run's files (always, except multi-worker non-chiefs)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if not jobs or task_type is None:
+        return True
+    if "chief" in jobs:
+        return task_type == "chief"
+    return task_type == "worker" and task_id == 0
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def resolve_paths(recipe: Recipe) -> Recipe:
+    """The recipe with local relative paths made absolute (from the current folder)."""
+
+    def absolute(p: str) -> str:
+        return p if not p or storage.is_remote(p) else str(Path(p).resolve())
+
+    data = recipe.data
+    data = dataclasses.replace(
+        data,
+        datasets=tuple(dataclasses.replace(d, path=absolute(d.path)) for d in data.datasets),
+        val_path=absolute(data.val_path),
+        synth_sources=tuple(absolute(p) for p in data.synth_sources),
+        synth_psfs=tuple(absolute(p) for p in data.synth_psfs),
+    )
+    return dataclasses.replace(recipe, data=data)
+
+
+def _read_json(path: str) -> Any:
+    with storage.open_file(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def _write_json(path: str, data: Any) -> None:
+    storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def prepare_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> Recipe:
+    """Creates or checks ``run_dir``; returns the recipe to train with.
+
+    A new run needs a missing or empty folder. ``resume`` needs a run made with the same recipe
+    (only ``train.epochs`` may differ, to train longer). Raises OutputError / ConfigError.
+    """
+    recipe_path = storage.join(run_dir, RECIPE_FILE)
+    if resume:
+        if not storage.exists(recipe_path):
+            raise OutputError(f"{run_dir}: nothing to resume (no {RECIPE_FILE}); "
+                              "start it without --resume")
+        saved = recipe_from_dict(_read_json(recipe_path), recipe_path)
+        changed = [k for k in saved.differences(recipe) if k != "train.epochs"]
+        if changed:
+            raise ConfigError(
+                f"{run_dir} was started with another recipe (differs in {', '.join(changed)}); "
+                "resume it with its own recipe, or train into a new --out"
+            )
+    elif storage.exists(run_dir):
+        if not storage.isdir(run_dir):
+            raise OutputError(f"{run_dir}: exists and is not a folder")
+        if storage.listdir(run_dir):
+            raise OutputError(
+                f"{run_dir}: exists and is not empty; continue it with --resume or choose "
+                "another --out"
+            )
+    storage.makedirs(run_dir)
+    _write_json(recipe_path, recipe.to_dict())
+    return recipe
+
+
+def _write_model_json(run_dir: str, recipe: Recipe) -> None:
+    from lpie_model.lpienet import build_kwargs
+
+    kwargs = recipe.model.build_kwargs()
+    build_kwargs(kwargs, "model")
+    if "widths" in kwargs:
+        kwargs["widths"] = list(kwargs["widths"])
+    _write_json(storage.join(run_dir, MODEL_FILE), kwargs)
+
+
+def _read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:
+    """Rows of an existing metrics.csv for epochs <= last_epoch (later rows were not saved)."""
+    if not storage.exists(path):
+        return []
+    with storage.open_file(path, "rb") as f:
+        rows = list(csv.DictReader(io.StringIO(f.read().decode())))
+    return [r for r in rows if int(r["epoch"]) <= last_epoch]
+
+
+def _write_metrics(path: str, rows: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    storage.write_atomic(path, buf.getvalue().encode())
+
+
+# --------------------------------------------------------------------------- data
+
+
+def synthesise_data(
+    recipe: Recipe, run_dir: str, progress: Progress | None = None
+) -> tuple[tuple[DatasetRef, ...], str, str]:
+    """Training sources and the validation (path, split) of a recipe.
+
+    With a ``[synth]`` table the dataset is written into ``RUN/data`` first (resumed if killed,
+    reused when complete).
+    """
+    data = recipe.data
+    if recipe.synth is None:
+        val_path = data.val_path or data.datasets[0].path
+        return data.datasets, val_path, data.val_split
+    from lpie_data.synth import synthesize_dataset
+
+    out = storage.join(run_dir, DATA_DIR)
+
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(TrainEvent("synth", done=done, total=total))
+
+    synthesize_dataset(
+        recipe.synth, list(data.synth_sources), list(data.synth_psfs), out,
+        seed=data.synth_seed, val_fraction=data.synth_val_fraction, progress=report,
+    )
+    return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+class _Trainer:
+    """The model, optimiser, checkpointed state and compiled steps of one run."""
+
+    def __init__(self, recipe: Recipe, strategy: Any, run_dir: str, chief: bool) -> None:
+        import keras
+        import tensorflow as tf
+
+        from lpie_model.losses import combined_loss
+        from lpie_model.lpienet import build_lpienet
+        from lpie_model.metrics import psnr_tf, ssim_tf
+
+        self.recipe = recipe
+        self.strategy = strategy
+        self.global_batch = recipe.data.batch_size
+        with strategy.scope():
+            self.model = build_lpienet(**recipe.model.build_kwargs())
+            self.optimizer = keras.optimizers.Adam(learning_rate=recipe.train.lr)
+            self.optimizer.build(self.model.trainable_variables)
+            self.state = {
+                "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+                "plateau_wait": tf.Variable(0, dtype=tf.int64, trainable=False),
+                "plateau_best": tf.Variable(-math.inf, dtype=tf.float64, trainable=False),
+                "best_psnr": tf.Variable(-math.inf, dtype=tf.float64, trainable=False),
+                "best_ssim": tf.Variable(0.0, dtype=tf.float64, trainable=False),
+                "best_epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            }
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, **self.state
+        )
+        ckpt_dir = storage.join(run_dir, CHECKPOINT_DIR)
+        if not chief:  # other workers must save too (collectives), but somewhere private
+            ckpt_dir = tempfile.mkdtemp(prefix="lpie-worker-ckpt-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        loss_fn = combined_loss(recipe.train.alpha, recipe.train.beta)
+        model, optimizer, global_batch = self.model, self.optimizer, self.global_batch
+
+        def replica_train(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                loss = tf.nn.compute_average_loss(loss_fn(y, pred), global_batch_size=global_batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        def replica_eval(x: Any, y: Any) -> tuple[Any, Any, Any]:
+            pred = model(x, training=False)
+            n = tf.cast(tf.shape(x)[0], tf.float64)
+            return (tf.reduce_sum(tf.cast(psnr_tf(y, pred), tf.float64)),
+                    tf.reduce_sum(tf.cast(ssim_tf(y, pred), tf.float64)), n)
+
+        sum_ = tf.distribute.ReduceOp.SUM
+
+        @tf.function(reduce_retracing=True)
+        def train_step(x: Any, y: Any) -> Any:
+            return strategy.reduce(sum_, strategy.run(replica_train, args=(x, y)), axis=None)
+
+        @tf.function(reduce_retracing=True)
+        def eval_step(x: Any, y: Any) -> Any:
+            results = strategy.run(replica_eval, args=(x, y))
+            return [strategy.reduce(sum_, r, axis=None) for r in results]
+
+        @tf.function(reduce_retracing=True)
+        def predict(x: Any) -> Any:
+            return strategy.run(lambda v: model(v, training=False), args=(x,))
+
+        self.train_step, self.eval_step, self._predict = train_step, eval_step, predict
+
+    def predict_local(self, x: Any) -> Any:
+        """Model output for a plain batch (computed on every replica; the first one's result)."""
+        return self.strategy.experimental_local_results(self._predict(x))[0]
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.learning_rate.numpy())
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate.assign(lr)
+
+    def value(self, name: str) -> Any:
+        return self.state[name].numpy()
+
+
+def _input_baseline(val_ds: Any) -> tuple[float, float]:
+    """Mean PSNR and SSIM of the validation inputs against their targets."""
+    import tensorflow as tf
+
+    from lpie_model.metrics import psnr_tf, ssim_tf
+
+    psnr, ssim, n = 0.0, 0.0, 0
+    for x, y in val_ds.batch(1):
+        psnr += float(tf.reduce_sum(psnr_tf(y, x)))
+        ssim += float(tf.reduce_sum(ssim_tf(y, x)))
+        n += int(tf.shape(x)[0])
+    return psnr / n, ssim / n
+
+
+def _validate(trainer: _Trainer, val_ds: Any) -> tuple[float, float]:
+    """Mean validation PSNR and SSIM over all pairs (full size: one pair per global batch)."""
+    dist = trainer.strategy.experimental_distribute_dataset(val_ds.batch(1))
+    psnr, ssim, n = 0.0, 0.0, 0.0
+    for x, y in dist:
+        p, s, c = trainer.eval_step(x, y)
+        psnr, ssim, n = psnr + float(p), ssim + float(s), n + float(c)
+    if n == 0:
+        raise DataError("validation produced no pairs")
+    return psnr / n, ssim / n
+
+
+def _log_images(trainer: _Trainer, images: list[tuple[Any, Any]], epoch: int) -> None:
+    """input | output | target strips of a few validation pairs, into the current writer."""
+    import tensorflow as tf
+
+    from lpie_model.data import centre_crop
+
+    for i, (x, y) in enumerate(images):
+        x, y = centre_crop(x, TB_IMAGE_SIDE), centre_crop(y, TB_IMAGE_SIDE)
+        out = trainer.predict_local(x[None])[0]
+        strip = tf.clip_by_value(tf.concat([x, out, y], axis=1), 0.0, 1.0)
+        tf.summary.image(f"input_output_target/{i}", strip[None], step=epoch)
+
+
+def train(
+    recipe: Recipe,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Trains LPIENet as ``recipe`` says into ``run_dir`` (see the module doc for the layout).
+
+    With ``resume`` continues the run in ``run_dir`` from its last finished epoch (weights,
+    optimiser state, learning rate, plateau counters, best PSNR), or finishes its synthesis.
+    Every input is checked before the first step. Raises ConfigError, DataError, OutputError.
+    """
+    t0 = time.perf_counter()
+    run_dir = str(run_dir)
+    progress = progress or (lambda event: None)
+    recipe = prepare_run_dir(resolve_paths(recipe), run_dir, resume)
+    sources, val_path, val_split = synthesise_data(recipe, run_dir, progress)
+    data, tr = recipe.data, recipe.train
+
+    infos = check_training_sources(sources, data.largest_crop())
+    val_info = inspect_split(val_path, val_split)
+    val_side = min(val_info.height, val_info.width, data.val_crop or math.inf)
+    if val_side < 11:
+        raise DataError(f"{val_path}: validation images of {val_info.height}x{val_info.width} "
+                        f"are too small for SSIM (need 11x11)")
+
+    _seed_everything(tr.seed, tr.deterministic)
+    strategy = STRATEGIES[tr.strategy](recipe)
+    replicas = strategy.num_replicas_in_sync
+    if data.batch_size % replicas:
+        raise ConfigError(
+            f"data.batch_size: the global batch {data.batch_size} does not split evenly over "
+            f"{replicas} replicas of strategy {tr.strategy!r}"
+        )
+    chief = _is_chief(strategy)
+    examples = sum(i.examples for i in infos)
+    steps = tr.steps_per_epoch or max(1, examples // data.batch_size)
+
+    import tensorflow as tf
+
+    trainer = _Trainer(recipe, strategy, run_dir, chief)
+    resumed_from = 0
+    if resume and trainer.manager.latest_checkpoint:
+        trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed_from = int(trainer.value("epoch"))
+    if chief:
+        _write_model_json(run_dir, recipe)
+    metrics_path = storage.join(run_dir, METRICS_FILE)
+    rows = _read_metrics(metrics_path, resumed_from) if chief else []
+
+    val_ds = validation_dataset(val_path, val_split, crop=data.val_crop,
+                                max_examples=data.val_max_examples)
+    input_psnr, input_ssim = _input_baseline(val_ds)
+    tb_images = list(val_ds.take(tr.tensorboard_images)) if tr.tensorboard_images else []
+    if chief:
+        writers = {name: tf.summary.create_file_writer(storage.join(run_dir, LOG_DIR, name))
+                   for name in ("train", "validation")}
+    else:
+        writers = {name: tf.summary.create_noop_writer() for name in ("train", "validation")}
+    progress(TrainEvent("start", epoch=resumed_from, epochs=tr.epochs, steps=steps, info={
+        "replicas": replicas, "examples": examples, "resumed_from": resumed_from,
+        "input_val_psnr": input_psnr, "input_val_ssim": input_ssim,
+        "val_pairs": sum(1 for _ in val_ds), "chief": chief,
+    }))
+
+    try:
+        for epoch in range(resumed_from + 1, tr.epochs + 1):
+            e0 = time.perf_counter()
+            crop = data.crop_for_epoch(epoch)
+            lr = trainer.lr
+            ds = training_dataset(
+                sources, crop=crop, batch_size=data.batch_size, seed=tr.seed, epoch=epoch,
+                steps=steps, flips=data.flips, rotations=data.rotations,
+                shuffle_buffer=data.shuffle_buffer,
+            )
+            total = 0.0
+            with writers["train"].as_default():
+                for step, (x, y) in enumerate(strategy.experimental_distribute_dataset(ds), 1):
+                    loss = float(trainer.train_step(x, y))
+                    if not math.isfinite(loss):
+                        raise DataError(f"epoch {epoch}, step {step}: the loss became {loss}; "
+                                        "lower train.lr or check the data's value range")
+                    total += loss
+                    if step % tr.log_every == 0:
+                        tf.summary.scalar("loss", loss, step=int(trainer.optimizer.iterations))
+                    progress(TrainEvent("step", epoch=epoch, epochs=tr.epochs, step=step,
+                                        steps=steps, loss=total / step))
+                tf.summary.scalar("epoch_loss", total / steps, step=epoch)
+                tf.summary.scalar("learning_rate", lr, step=epoch)
+                tf.summary.scalar("crop", crop[0], step=epoch)
+            progress(TrainEvent("validate", epoch=epoch, epochs=tr.epochs))
+            psnr, ssim = _validate(trainer, val_ds)
+
+            improved = psnr > float(trainer.value("best_psnr"))
+            if improved:
+                trainer.state["best_psnr"].assign(psnr)
+                trainer.state["best_ssim"].assign(ssim)
+                trainer.state["best_epoch"].assign(epoch)
+                if chief:
+                    tmp = storage.join(run_dir, "." + WEIGHTS_FILE.replace(".weights", ".tmp.weights"))
+                    trainer.model.save_weights(tmp)
+                    storage.rename(tmp, storage.join(run_dir, WEIGHTS_FILE))
+            _plateau(trainer, psnr, tr)
+
+            with writers["validation"].as_default():
+                tf.summary.scalar("psnr", psnr, step=epoch)
+                tf.summary.scalar("ssim", ssim, step=epoch)
+                tf.summary.scalar("input_psnr", input_psnr, step=epoch)
+                _log_images(trainer, tb_images, epoch)
+            for w in writers.values():
+                w.flush()
+
+            record = EpochRecord(
+                epoch=epoch, crop=f"{crop[0]}x{crop[1]}", lr=lr, train_loss=total / steps,
+                val_psnr=psnr, val_ssim=ssim, best_val_psnr=float(trainer.value("best_psnr")),
+                seconds=time.perf_counter() - e0,
+            )
+            if chief:
+                rows.append(record.row())
+                _write_metrics(metrics_path, rows)
+            # The checkpoint marks the epoch finished; a kill before it redoes the epoch, and
+            # resume drops its metrics row (epochs after the checkpoint's are not kept).
+            trainer.state["epoch"].assign(epoch)
+            trainer.manager.save(checkpoint_number=epoch)
+            if chief:
+                _write_summary(run_dir, trainer, recipe, epoch, input_psnr, input_ssim)
+            progress(TrainEvent("epoch", epoch=epoch, epochs=tr.epochs, steps=steps,
+                                record=record, improved=improved))
+    finally:
+        for w in writers.values():
+            w.close()
+
+    epochs_done = int(trainer.value("epoch"))
+    if chief:
+        _write_summary(run_dir, trainer, recipe, epochs_done, input_psnr, input_ssim)
+    return TrainResult(
+        run_dir=run_dir, epochs_done=epochs_done, epochs=tr.epochs,
+        best_epoch=int(trainer.value("best_epoch")),
+        best_val_psnr=float(trainer.value("best_psnr")),
+        best_val_ssim=float(trainer.value("best_ssim")),
+        input_val_psnr=input_psnr, input_val_ssim=input_ssim,
+        weights=storage.join(run_dir, WEIGHTS_FILE), resumed_from=resumed_from,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _plateau(trainer: _Trainer, psnr: float, tr: Any) -> None:
+    """ReduceLROnPlateau on validation PSNR: multiply lr by the factor after `patience` epochs."""
+    state = trainer.state
+    if psnr > float(state["plateau_best"].numpy()) + tr.plateau_min_delta:
+        state["plateau_best"].assign(psnr)
+        state["plateau_wait"].assign(0)
+        return
+    state["plateau_wait"].assign_add(1)
+    if int(state["plateau_wait"].numpy()) >= tr.plateau_patience:
+        trainer.set_lr(max(trainer.lr * tr.plateau_factor, tr.min_lr))
+        state["plateau_wait"].assign(0)
+
+
+def _write_summary(run_dir: str, trainer: _Trainer, recipe: Recipe, epochs_done: int,
+                   input_psnr: float, input_ssim: float) -> None:
+    best = float(trainer.value("best_psnr"))
+    _write_json(storage.join(run_dir, SUMMARY_FILE), {
+        "status": "finished" if epochs_done >= recipe.train.epochs else "running",
+        "epochs_done": epochs_done,
+        "epochs": recipe.train.epochs,
+        "best_epoch": int(trainer.value("best_epoch")),
+        "best_val_psnr": best if math.isfinite(best) else None,
+        "best_val_ssim": float(trainer.value("best_ssim")),
+        "input_val_psnr": input_psnr,
+        "input_val_ssim": input_ssim,
+        "learning_rate": trainer.lr,
+        "weights": WEIGHTS_FILE,
+        "model": MODEL_FILE,
+    })

@@ -1,0 +1,130 @@
+"""`lpie-data inspect` (and --verify), `lpie-data preview`, and help text of every command."""
+
+import shutil
+
+import numpy as np
+import pytest
+import typer
+from sidd_fixtures import make_sidd_tree, make_validation, read_png
+from typer.testing import CliRunner
+
+from lpie_data import iter_pairs, read_manifest
+from lpie_data.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    base = tmp_path_factory.mktemp("insp")
+    root = make_sidd_tree(base)
+    make_validation(root, "5", n=1, b=2)
+    out = base / "ds"
+    r = runner.invoke(app, ["prepare", "sidd", "--root", str(root), "--out", str(out),
+                            "--tile", "32", "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_inspect_shows_splits_counts_sizes_ranges(dataset):
+    r = runner.invoke(app, ["inspect", str(dataset)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # ignore line wrapping
+    assert "made by 'lpie-data prepare sidd'" in text
+    assert "train: 24 pairs in 1 shard(s)" in text
+    assert "validation: 2 pairs in 1 shard(s)" in text
+    assert "input uint8 [" in text and "target uint8 [" in text
+    assert "KiB" in text or "MiB" in text
+
+
+def test_verify_passes(dataset):
+    r = runner.invoke(app, ["inspect", str(dataset), "--verify"])
+    assert r.exit_code == 0, r.output
+    assert "verified" in r.output and "26 records" in r.output
+
+
+def _damaged(dataset, tmp_path, how):
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+    shard = copy / read_manifest(str(copy))["splits"]["train"]["shards"][0]["file"]
+    data = shard.read_bytes()
+    if how == "flip":
+        b = bytearray(data)
+        b[len(b) // 3] ^= 0x40
+        shard.write_bytes(bytes(b))
+    elif how == "truncate":
+        shard.write_bytes(data[: len(data) - 100])
+    elif how == "missing":
+        shard.unlink()
+    elif how == "appended":
+        shard.write_bytes(data + data[:50])
+    return copy, shard
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "missing", "appended"])
+def test_verify_names_the_bad_shard(dataset, tmp_path, how):
+    copy, shard = _damaged(dataset, tmp_path, how)
+    r = runner.invoke(app, ["inspect", str(copy), "--verify"])
+    assert r.exit_code == 1
+    assert str(shard) in r.stderr
+    assert "verified" not in r.output
+
+
+def test_inspect_without_verify_does_not_read_shards(dataset, tmp_path):
+    copy, _ = _damaged(dataset, tmp_path, "flip")
+    assert runner.invoke(app, ["inspect", str(copy)]).exit_code == 0
+
+
+def test_inspect_not_a_dataset(tmp_path):
+    r = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert r.exit_code == 1 and "no manifest.json" in r.stderr
+
+
+def test_preview_contact_sheet(dataset, tmp_path):
+    sheet_path = tmp_path / "sub" / "sheet.png"
+    r = runner.invoke(app, ["preview", str(dataset), "--split", "train", "--count", "3",
+                            "--gain", "4", "--out", str(sheet_path)])
+    assert r.exit_code == 0, r.output
+    sheet = read_png(sheet_path)
+    cell, gap = 256, 4
+    assert sheet.shape == (3 * cell + 2 * gap, 3 * cell + 2 * gap, 3)
+    pairs = list(iter_pairs(str(dataset), "train"))[:3]
+    for row, p in enumerate(pairs):
+        y0 = row * (cell + gap)
+        # 32 px tiles shown 256 px high: nearest neighbour x 8.
+        ones = np.ones((cell // p.input.shape[0],) * 2 + (1,), np.float32)
+        want = [(np.kron(a, ones) * 255 + 0.5).astype(np.uint8) for a in (
+            p.input, p.target, np.clip(np.abs(p.input - p.target) * 4, 0, 1))]
+        for col in range(3):
+            x0 = col * (cell + gap)
+            np.testing.assert_array_equal(sheet[y0 : y0 + cell, x0 : x0 + cell], want[col])
+        assert (sheet[y0 : y0 + cell, cell : cell + gap] == 255).all()  # white gap
+
+
+def test_preview_errors(dataset, tmp_path):
+    r = runner.invoke(app, ["preview", str(dataset), "--split", "test", "--out",
+                            str(tmp_path / "s.png")])
+    assert r.exit_code == 1 and "no split 'test'" in r.stderr
+    assert not (tmp_path / "s.png").exists()
+
+
+def _leaf_commands(group, prefix: str = "lpie-data"):
+    for name, cmd in sorted(group.commands.items()):
+        path = f"{prefix} {name}"
+        if hasattr(cmd, "commands"):  # a (Typer) group
+            yield from _leaf_commands(cmd, path)
+        else:
+            yield path, cmd
+
+
+def test_every_command_has_help_ending_with_an_example():
+    root = typer.main.get_command(app)
+    commands = list(_leaf_commands(root))
+    names = [p for p, _ in commands]
+    assert {"lpie-data prepare sidd", "lpie-data inspect", "lpie-data preview"} <= set(names)
+    for path, cmd in commands:
+        lines = [ln.strip() for ln in (cmd.help or "").strip().splitlines() if ln.strip()]
+        assert len(lines) >= 2, f"{path}: no help text"
+        assert lines[-1].startswith("Example: " + path), f"{path}: help must end with an example"
+        r = runner.invoke(app, [*path.split()[1:], "--help"])
+        assert r.exit_code == 0 and "Example:" in r.output, path
