@@ -4,6 +4,8 @@ Generates a DISCNet-layout tree of real size (default 16 pairs of 800 x 800 x 3 
 values in [0, 500]), then times, in the same run and on the same files:
 
 - floor: ``np.load`` of every input and GT file;
+- write floor: the floor plus writing as many bytes as the dataset holds, once (what any
+  prepare that writes its output must spend at least);
 - prepare: planning (header checks) + the whole job (tone map, encode, parts, shards, manifest)
   with ``--jobs 1`` and ``--jobs 2``.
 
@@ -61,6 +63,17 @@ def floor(root: Path) -> None:
         np.load(p)
 
 
+def write_floor(root: Path, out: Path, out_bytes: int) -> None:
+    """The floor plus writing as many bytes as the dataset holds, once (no tone map, no
+    encoding, no hashing): what any prepare that writes its output must at least spend."""
+    floor(root)
+    block = np.zeros(8 * 2**20, np.uint8)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "bytes", "wb") as f:
+        for start in range(0, out_bytes, block.size):
+            f.write(block[: min(block.size, out_bytes - start)])
+
+
 def prepare(root: Path, out: Path, jobs: int, tone_map: str) -> None:
     items, _ = udc.work_items(root, 400, tone_map, 5)
     run_job(str(out), udc.NAME, "prepare udc", {"root": str(root), "tonemap": tone_map},
@@ -74,17 +87,20 @@ def clock(fn: Callable[[], None]) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def measure(root: Path, out: Path, repeat: int, tone_map: str,
+def measure(root: Path, out: Path, repeat: int, tone_map: str, out_bytes: int,
             before: Callable[[], None]) -> dict[str, float]:
     """Floor and prepare (jobs 1, 2) interleaved in every repetition, so that load from other
     processes on the machine hits all of them alike; the fastest repetition of each counts."""
-    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "jobs1": [], "jobs2": []}
+    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "write_floor": [], "jobs1": [],
+                                                  "jobs2": []}
     for _ in range(repeat):
         for name in runs:
             shutil.rmtree(out, ignore_errors=True)
             before()
             if name == "floor":
                 runs[name].append(clock(lambda: floor(root)))
+            elif name == "write_floor":
+                runs[name].append(clock(lambda: write_floor(root, out, out_bytes)))
             else:
                 jobs = int(name[-1])
                 runs[name].append(clock(lambda jobs=jobs: prepare(root, out, jobs, tone_map)))
@@ -115,11 +131,12 @@ def main() -> None:
                    "source_mib": round(src_mb, 1), "load_average": os.getloadavg()[0]}
         floor(root)  # warm-up: imports, page cache, joblib's worker pool
         prepare(root, out, 2, args.tonemap)
+        out_bytes = sum(p.stat().st_size for p in out.iterdir())
         modes = [("warm", lambda: None)] + ([] if args.no_cold else [("cold", lambda: evict(root))])
         for mode, before in modes:
-            row = measure(root, out, args.repeat, args.tonemap, before)
+            row = measure(root, out, args.repeat, args.tonemap, out_bytes, before)
             results[mode] = {k: round(v, 3) for k, v in row.items()}
-        results["out_mib"] = round(sum(p.stat().st_size for p in out.iterdir()) / 2**20, 1)
+        results["out_mib"] = round(out_bytes / 2**20, 1)
         print(json.dumps(results, indent=2))
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -169,18 +169,20 @@ def _check_workers(client: Any, scheduler: str, work: str, detached: bool) -> No
     if marker:
         storage.write_atomic(marker, b"")
     try:
-        probe = client.submit(storage.exists if marker else storage.is_remote,
-                              marker or work, pure=False)
-        seen = probe.result() or not marker
+        if marker:
+            seen = client.run(storage.exists, marker)
+        else:
+            seen = {w: True for w in client.run(storage.is_remote, work)}
     except ImportError as e:
         raise OutputError(f"the Dask workers at {scheduler} cannot import lpie ({e}); install "
                           "the same lpie version in the workers' environment") from None
     finally:
         if marker:
             storage.remove(marker)
-    if not seen:
+    blind = sorted(w for w, ok in seen.items() if not ok)
+    if blind:
         raise OutputError(
-            f"the Dask workers at {scheduler} do not see {work}: the output folder (and the "
+            f"Dask worker(s) {', '.join(blind)} do not see {work}: the output folder (and the "
             "sources) must be on a filesystem shared by this machine and every worker, at the "
             "same path (NFS, ...), or in an object store such as gs://"
         )

@@ -31,15 +31,33 @@ err_console = Console(stderr=True)
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
-    """Silence TensorFlow's C++ and Python logging unless ``verbose`` (call before importing TF)."""
+    """Silence TensorFlow's C++ and absl logging unless ``verbose`` (call before importing TF).
+
+    TensorFlow 2.21 prints start-up lines from C++ before its log level applies, so the
+    process's file descriptor 2 is pointed at /dev/null while Python's ``sys.stderr`` keeps
+    writing to the real terminal: our own messages and tracebacks still show.
+    """
     if verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if os.environ.get("LPIE_KEEP_STDERR") == "1" or not hasattr(sys.stderr, "fileno"):
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (OSError, ValueError):  # e.g. a test runner's captured stream
+        return
+    if fd != 2:
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors="backslashreplace")
+    os.environ["LPIE_KEEP_STDERR"] = "1"  # child processes inherit the silenced fd 2 as it is
 
 
 def fail(message: str) -> typer.Exit:

@@ -21,15 +21,17 @@ import numpy as np
 
 from lpie_data import __version__, storage
 from lpie_data.errors import DataError, OutputError
-from lpie_data.records import Example, encode_example, frame_record
+from lpie_data.records import Example, example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
     FORMAT_VERSION,
+    HASH_IN_WORKER_BYTES,
     MANIFEST,
     Part,
     RecordInfo,
     assemble_split,
+    file_sha256,
     write_manifest,
 )
 
@@ -90,24 +92,31 @@ def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, i
     dtypes: tuple[str | None, str | None] = (None, None)
     with storage.open_file(base + ".rec.tmp", "wb") as f:
         for ex in produce(item):
-            data = frame_record(encode_example(ex))
-            f.write(data)
-            records.append({"key": ex.key, "size": len(data), "input_range": _range(ex.input),
+            pieces = frame_pieces(example_pieces(ex))
+            for piece in pieces:  # written piece by piece: the images are not copied again
+                f.write(piece)
+            size = sum(map(len, pieces))
+            del pieces
+            records.append({"key": ex.key, "size": size, "input_range": _range(ex.input),
                             "target_range": _range(ex.target)})
             this = (ex.input.dtype.name, ex.target.dtype.name)
             if dtypes != (None, None) and this != dtypes:
                 raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and {this}")
             dtypes = this
+    # A large part likely becomes a shard of its own (hard-linked, not copied): hash it here,
+    # in parallel with the other workers, while it is still in the page cache.
+    total = sum(r["size"] for r in records)
+    sha = file_sha256(base + ".rec.tmp") if total >= HASH_IN_WORKER_BYTES else None
     storage.rename(base + ".rec.tmp", base + ".rec")
     sidecar = {"item": item.key, "split": item.split, "input_dtype": dtypes[0],
-               "target_dtype": dtypes[1], "records": records}
+               "target_dtype": dtypes[1], "records": records, "sha256": sha}
     storage.write_atomic(base + ".json", json.dumps(sidecar).encode())
     return len(records)
 
 
 def _load_part(work: str, index: int, item: WorkItem) -> Part | None:
     base = _part_path(work, index)
-    if not storage.exists(base + ".json"):
+    if not (storage.exists(base + ".json") and storage.exists(base + ".rec")):
         return None
     with storage.open_file(base + ".json", "rb") as f:
         side = json.loads(f.read())
@@ -115,7 +124,8 @@ def _load_part(work: str, index: int, item: WorkItem) -> Part | None:
         return None
     recs = tuple(RecordInfo(r["key"], r["size"], tuple(r["input_range"]),
                             tuple(r["target_range"])) for r in side["records"])
-    return Part(base + ".rec", item.split, side["input_dtype"], side["target_dtype"], recs)
+    return Part(base + ".rec", item.split, side["input_dtype"], side["target_dtype"], recs,
+                side.get("sha256"))
 
 
 def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -70,13 +71,19 @@ def _len_field(num: int, payload: bytes) -> bytes:
     return _varint((num << 3) | 2) + _varint(len(payload)) + payload
 
 
-def _bytes_feature(value: bytes) -> bytes:
-    return _len_field(1, _len_field(1, value))  # Feature.bytes_list{value}
+def _wrap(num: int, pieces: list[bytes]) -> list[bytes]:
+    """A length-delimited field around ``pieces`` without concatenating them: the images
+    (megabytes each) are never copied again once they are bytes."""
+    return [_varint((num << 3) | 2) + _varint(sum(map(len, pieces))), *pieces]
 
 
-def _int64_feature(value: int) -> bytes:
+def _bytes_feature(value: bytes) -> list[bytes]:
+    return _wrap(1, _wrap(1, [value]))  # Feature.bytes_list{value}
+
+
+def _int64_feature(value: int) -> list[bytes]:
     packed = _varint(value & 0xFFFFFFFFFFFFFFFF)
-    return _len_field(3, _len_field(1, packed))  # Feature.int64_list{packed value}
+    return _wrap(3, [_len_field(1, packed)])  # Feature.int64_list{packed value}
 
 
 def _check_image(ex: Example, which: str) -> np.ndarray:
@@ -85,11 +92,18 @@ def _check_image(ex: Example, which: str) -> np.ndarray:
         raise DataError(f"example {ex.key!r}: {which} must be an H x W x 3 array")
     if arr.dtype.name not in DTYPES:
         raise DataError(f"example {ex.key!r}: {which} dtype {arr.dtype} is not one of {DTYPES}")
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))  # the format is little-endian
     return arr
 
 
-def encode_example(ex: Example) -> bytes:
-    """Serialise ``ex`` as a tf.train.Example (deterministic bytes)."""
+def example_pieces(ex: Example) -> list[bytes]:
+    """Serialise ``ex`` as a tf.train.Example, as a few pieces whose concatenation is the
+    record (deterministic bytes: features in sorted name order, JSON meta with sorted keys).
+
+    Each image is copied once, by ``tobytes`` (C order, also from a strided view such as a tile
+    of a larger image); the pieces are written one after the other, never joined.
+    """
     inp = _check_image(ex, "input")
     tgt = _check_image(ex, "target")
     if inp.shape != tgt.shape:
@@ -98,19 +112,40 @@ def encode_example(ex: Example) -> bytes:
     meta = json.dumps(ex.meta, sort_keys=True, separators=(",", ":")).encode()
     features = {
         "height": _int64_feature(h),
-        "input": _bytes_feature(np.ascontiguousarray(inp).tobytes()),
+        "input": _bytes_feature(inp.tobytes()),
         "input_dtype": _bytes_feature(inp.dtype.name.encode()),
         "key": _bytes_feature(ex.key.encode()),
         "meta": _bytes_feature(meta),
-        "target": _bytes_feature(np.ascontiguousarray(tgt).tobytes()),
+        "target": _bytes_feature(tgt.tobytes()),
         "target_dtype": _bytes_feature(tgt.dtype.name.encode()),
         "width": _int64_feature(w),
     }
-    entries = b"".join(
-        _len_field(1, _len_field(1, name.encode()) + _len_field(2, feat))
-        for name, feat in sorted(features.items())
-    )
-    return _len_field(1, entries)
+    entries: list[bytes] = []
+    for name, feat in sorted(features.items()):
+        entries += _wrap(1, [_len_field(1, name.encode()), *_wrap(2, feat)])
+    return _merge_small(_wrap(1, entries))
+
+
+def _merge_small(pieces: list[bytes], small: int = 1 << 16) -> list[bytes]:
+    """Join runs of small pieces (headers, meta) so a record is a handful of writes."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for p in pieces:
+        if len(p) < small:
+            run.append(p)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(p)
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
+def encode_example(ex: Example) -> bytes:
+    """Serialise ``ex`` as a tf.train.Example (deterministic bytes)."""
+    return b"".join(example_pieces(ex))
 
 
 def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -185,17 +220,28 @@ def example_to_pair(data: bytes) -> Pair:
         raise DataError(f"malformed record: {e}") from None
 
 
-def _masked_crc(data: bytes | memoryview) -> int:
-    crc = google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _masked_crc(data: bytes) -> int:
+    return _mask(google_crc32c.value(data))
+
+
+def frame_pieces(pieces: list[bytes]) -> list[bytes]:
+    """TFRecord framing around a record given as pieces (see :func:`example_pieces`):
+    length, masked CRC32C of the length, the data, masked CRC32C of the data."""
+    length = struct.pack("<Q", sum(map(len, pieces)))
+    crc = 0
+    for p in pieces:
+        crc = google_crc32c.extend(crc, p)
+    return [length + struct.pack("<I", _masked_crc(length)), *pieces,
+            struct.pack("<I", _mask(crc))]
+
+
 def frame_record(data: bytes) -> bytes:
-    """TFRecord framing: length, masked CRC of length, data, masked CRC of data."""
-    length = struct.pack("<Q", len(data))
-    return b"".join(
-        (length, struct.pack("<I", _masked_crc(length)), data, struct.pack("<I", _masked_crc(data)))
-    )
+    """TFRecord framing of one serialised record (bytes)."""
+    return b"".join(frame_pieces([data]))
 
 
 def read_records(f: IO[bytes], name: str = "<stream>") -> Iterator[bytes]:

@@ -1,14 +1,20 @@
 """Byte-sized, deterministic TFRecord shards, the manifest, and verification.
 
 Workers write each work item's records to a *part* file; once every part exists, the parts
-are concatenated in item order into shards of about ``shard_bytes`` each, named
+become shards of at most about ``shard_bytes`` each, in item order, named
 ``<name>-<split>.tfrecord-00000-of-000NN``, and ``manifest.json`` is written last, atomically.
+
+Shards are cut at item boundaries where possible (:func:`plan_split`): consecutive whole parts
+are packed while they fit, and a part larger than ``shard_bytes`` is cut at record boundaries.
+A shard that is exactly one part is made by hard-linking the part file (no copy; its sha256 was
+computed by the worker as it wrote); the others are copied and hashed here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +28,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_BYTES = 128 * 2**20
 _COPY_CHUNK = 8 * 2**20
+#: Workers hash part files at least this large themselves (see :func:`assemble_split`).
+HASH_IN_WORKER_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,11 @@ class Part:
     input_dtype: str | None
     target_dtype: str | None
     records: tuple[RecordInfo, ...]
+    sha256: str | None = None  # of the whole part file, when its worker computed it
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.records)
 
 
 def shard_name(name: str, split: str, index: int, count: int) -> str:
@@ -62,6 +75,38 @@ def plan_shards(sizes: Sequence[int], shard_bytes: int) -> list[tuple[int, int]]
     if start < len(sizes):
         groups.append((start, len(sizes)))
     return groups
+
+
+#: A shard's contents: (part index, first record, end record) ranges, in order.
+Segments = list[tuple[int, int, int]]
+
+
+def plan_split(part_sizes: Sequence[Sequence[int]], shard_bytes: int) -> list[Segments]:
+    """Group the records of consecutive parts (``part_sizes[i]``: record sizes of part i) into
+    shards: whole parts are packed while the shard stays within ``shard_bytes``; a part larger
+    than ``shard_bytes`` is cut at record boundaries (:func:`plan_shards`) into shards of its
+    own. Empty parts are skipped. Deterministic: depends on the sizes only."""
+    shards: list[Segments] = []
+    current: Segments = []
+    total = 0
+    for i, sizes in enumerate(part_sizes):
+        size = sum(sizes)
+        if not sizes:
+            continue
+        if size > shard_bytes:
+            if current:
+                shards.append(current)
+                current, total = [], 0
+            shards += [[(i, a, b)] for a, b in plan_shards(sizes, shard_bytes)]
+            continue
+        if current and total + size > shard_bytes:
+            shards.append(current)
+            current, total = [], 0
+        current.append((i, 0, len(sizes)))
+        total += size
+    if current:
+        shards.append(current)
+    return shards
 
 
 def _check_parts(split: str, parts: Sequence[Part]) -> None:
@@ -89,54 +134,38 @@ def assemble_split(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Concatenate ``parts`` (in the given order) into shards under ``out``.
+    """Turn ``parts`` (in the given order) into the split's shards under ``out``.
 
     Returns the split's manifest entry. Raises DataError on duplicate keys or mixed dtypes.
     """
     _check_parts(split, parts)
-    flat = [(p, r) for p in parts for r in p.records]
-    if not flat:
+    records = [r for p in parts for r in p.records]
+    if not records:
         raise DataError(f"split {split!r} has no examples")
-    groups = plan_shards([r.size for _, r in flat], shard_bytes)
+    plan = plan_split([[r.size for r in p.records] for p in parts], shard_bytes)
     shards = []
-    handles: dict[str, Any] = {}
-    try:
-        for index, (start, stop) in enumerate(groups):
-            fname = shard_name(name, split, index, len(groups))
-            tmp = storage.join(out, f".{fname}.tmp")
-            digest = hashlib.sha256()
-            nbytes = 0
-            with storage.open_file(tmp, "wb") as dst:
-                for part, rec in flat[start:stop]:
-                    src = handles.get(part.path)
-                    if src is None:
-                        for h in handles.values():
-                            h.close()
-                        handles = {part.path: storage.open_file(part.path, "rb")}
-                        src = handles[part.path]
-                    remaining = rec.size
-                    while remaining:
-                        chunk = src.read(min(remaining, _COPY_CHUNK))
-                        if not chunk:
-                            raise DataError(f"{part.path}: part file shorter than recorded")
-                        digest.update(chunk)
-                        dst.write(chunk)
-                        remaining -= len(chunk)
-                    nbytes += rec.size
-                    if progress:
-                        progress(1)
-            storage.rename(tmp, storage.join(out, fname))
-            shards.append(
-                {"file": fname, "examples": stop - start, "bytes": nbytes,
-                 "sha256": digest.hexdigest()}
-            )
-    finally:
-        for h in handles.values():
-            h.close()
-    records = [r for _, r in flat]
+    buf: memoryview | None = None
+    for index, segments in enumerate(plan):
+        fname = shard_name(name, split, index, len(plan))
+        tmp = storage.join(out, f".{fname}.tmp")
+        count = sum(b - a for _, a, b in segments)
+        nbytes = sum(r.size for i, a, b in segments for r in parts[i].records[a:b])
+        part = parts[segments[0][0]]
+        whole = len(segments) == 1 and segments[0][1:] == (0, len(part.records))
+        if whole and _link(part.path, tmp):
+            sha = part.sha256 or file_sha256(tmp)
+        else:
+            if buf is None:
+                # One reusable buffer: fresh multi-megabyte chunks cost page faults too.
+                buf = memoryview(bytearray(_COPY_CHUNK))
+            sha = _copy_segments(parts, segments, tmp, buf)
+        storage.rename(tmp, storage.join(out, fname))
+        shards.append({"file": fname, "examples": count, "bytes": nbytes, "sha256": sha})
+        if progress:
+            progress(count)
     first = next(p for p in parts if p.records)
     return {
-        "examples": len(flat),
+        "examples": len(records),
         "bytes": sum(s["bytes"] for s in shards),
         "input_dtype": first.input_dtype,
         "target_dtype": first.target_dtype,
@@ -146,6 +175,61 @@ def assemble_split(
                          max(r.target_range[1] for r in records)],
         "shards": shards,
     }
+
+
+def file_sha256(path: str) -> str:
+    """sha256 (hex) of a whole file."""
+    digest = hashlib.sha256()
+    buf = memoryview(bytearray(_COPY_CHUNK))
+    with storage.open_file(path, "rb") as f:
+        _copy(f, None, storage.size(path), digest, buf, path)
+    return digest.hexdigest()
+
+
+def _link(src: str, dst: str) -> bool:
+    """Hard-link ``src`` as ``dst`` (same local filesystem); False where that is impossible."""
+    if storage.is_remote(src) or storage.is_remote(dst):
+        return False
+    try:
+        if os.path.lexists(dst):
+            os.remove(dst)
+        os.link(src, dst)
+    except OSError:  # no hard links here (some network or FUSE filesystems)
+        return False
+    return True
+
+
+def _copy_segments(parts: Sequence[Part], segments: Segments, dst_path: str,
+                   buf: memoryview) -> str:
+    """Write the records of ``segments`` to ``dst_path``; return their sha256."""
+    digest = hashlib.sha256()
+    with storage.open_file(dst_path, "wb") as dst:
+        for i, a, b in segments:
+            part = parts[i]
+            offset = sum(r.size for r in part.records[:a])
+            with storage.open_file(part.path, "rb") as src:
+                if offset:
+                    src.seek(offset)
+                _copy(src, dst, sum(r.size for r in part.records[a:b]), digest, buf, part.path)
+    return digest.hexdigest()
+
+
+def _copy(src: Any, dst: Any, n: int, digest: Any, buf: memoryview, name: str) -> None:
+    """Copy ``n`` bytes from ``src`` to ``dst`` through ``buf``, hashing them on the way."""
+    readinto = getattr(src, "readinto", None)
+    while n:
+        if readinto is not None:
+            got = readinto(buf[: min(n, len(buf))])
+            chunk: Any = buf[:got]
+        else:  # remote (tf.io.gfile) files have no readinto
+            chunk = src.read(min(n, len(buf)))
+            got = len(chunk)
+        if not got:
+            raise DataError(f"{name}: part file shorter than recorded")
+        digest.update(chunk)
+        if dst is not None:
+            dst.write(chunk)
+        n -= got
 
 
 def write_manifest(out: str, manifest: dict[str, Any]) -> None:

@@ -1,13 +1,16 @@
 """File operations on local paths and on any URL ``tf.io.gfile`` understands.
 
 Plain paths use the standard library (no TensorFlow import, which costs seconds); paths with a
-scheme (``gs://``, ``s3://``, ``ram://``, ...) go through ``tf.io.gfile``. Every writer in lpie
-writes a temporary name and renames it, so a reader never sees a half-written file.
+scheme (``gs://``, ``ram://``, ...) go through ``tf.io.gfile``. Every writer in lpie writes a
+temporary name and renames it, so a reader never sees a half-written file.
 
-``gs://`` needs TensorFlow's GCS support (``pip install 'lpie[gcs]'``, i.e.
-``tensorflow[gcs-filesystem]``) and Google credentials. ``ram://`` is TensorFlow's in-memory
-filesystem: it lives in one process's memory, so other processes (joblib or Dask workers)
-cannot see it (:func:`shared_between_processes`).
+``gs://`` needs TensorFlow's GCS filesystem (built into TensorFlow's Linux wheels; elsewhere
+``pip install 'lpie[gcs]'``, i.e. ``tensorflow[gcs-filesystem]``) and Google credentials.
+``ram://`` is TensorFlow's in-memory filesystem: it lives in one process's memory, so other
+processes (joblib or Dask workers) cannot see it (:func:`shared_between_processes`).
+
+Failures on URLs (unknown scheme, missing file, no credentials or network) raise DataError when
+reading and OutputError when writing, naming the path; local paths raise the usual OSError.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 from typing import IO, Any
+
+from lpie_data.errors import DataError, LpieError, OutputError
 
 # Filesystems that exist only inside the process that writes them.
 PROCESS_LOCAL_SCHEMES = ("ram",)
@@ -33,8 +38,8 @@ def scheme(path: str) -> str:
 def shared_between_processes(path: str) -> bool:
     """False where another process sees nothing of what this one wrote (``ram://``).
 
-    Local paths and object stores (``gs://``, ``s3://``, ``hdfs://``) are shared; whether a
-    local path is also shared between *hosts* (NFS, ...) is up to the cluster's setup.
+    Local paths and object stores (``gs://``) are shared; whether a local path is also shared
+    between *hosts* (NFS, ...) is up to the cluster's setup.
     """
     return scheme(path) not in PROCESS_LOCAL_SCHEMES
 
@@ -44,10 +49,70 @@ def absolute(path: str) -> str:
     return str(path) if is_remote(path) else os.path.abspath(path)
 
 
-def _gfile() -> Any:
+def _error(path: str, e: Exception, write: bool) -> LpieError:
+    detail = getattr(e, "message", "") or str(e) or "no details"
+    if type(e).__name__ == "NotFoundError" and not write:
+        return DataError(f"{path}: no such file or folder")
+    kind = OutputError if write else DataError
+    return kind(f"{path}: cannot {'write' if write else 'read'} ({type(e).__name__}: {detail})")
+
+
+def _gfile(path: str, write: bool) -> Any:
+    """tf.io.gfile, once ``path``'s scheme is known to TensorFlow."""
     import tensorflow as tf
 
+    name = scheme(path)
+    registered = tf.io.gfile.get_registered_schemes()
+    if name not in registered:
+        hint = " (install TensorFlow's GCS support: pip install 'lpie[gcs]')" if name == "gs" \
+            else ""
+        valid = ", ".join(f"{s}://" for s in sorted(registered) if s and s != "file")
+        kind = OutputError if write else DataError
+        raise kind(f"{path}: TensorFlow has no filesystem for {name}:// here{hint}; "
+                   f"available: {valid}, and local paths")
     return tf.io.gfile
+
+
+def _remote(op: str, path: str, *args: Any, write: bool = False, **kwargs: Any) -> Any:
+    gfile = _gfile(path, write)
+    import tensorflow as tf
+
+    try:
+        return getattr(gfile, op)(path, *args, **kwargs)
+    except tf.errors.OpError as e:
+        raise _error(path, e, write) from None
+
+
+class _RemoteFile:
+    """A tf.io.gfile.GFile whose TensorFlow errors become DataError / OutputError."""
+
+    def __init__(self, path: str, mode: str) -> None:
+        self._write = any(c in mode for c in "wa+")
+        self._path = path
+        self._f = _gfile(path, self._write).GFile(path, mode)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import tensorflow as tf
+
+        try:
+            return fn(*args, **kwargs)
+        except tf.errors.OpError as e:
+            raise _error(self._path, e, self._write) from None
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._f, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: self._call(attr, *args, **kwargs)
+
+    def __iter__(self) -> Any:
+        return iter(self._f)
+
+    def __enter__(self) -> _RemoteFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._call(self._f.close)
 
 
 def join(base: str, *parts: str) -> str:
@@ -62,16 +127,16 @@ def basename(path: str) -> str:
 
 
 def exists(path: str) -> bool:
-    return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+    return _remote("exists", path) if is_remote(path) else os.path.exists(path)
 
 
 def isdir(path: str) -> bool:
-    return _gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+    return _remote("isdir", path) if is_remote(path) else os.path.isdir(path)
 
 
 def makedirs(path: str) -> None:
     if is_remote(path):
-        _gfile().makedirs(path)
+        _remote("makedirs", path, write=True)
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -79,30 +144,30 @@ def makedirs(path: str) -> None:
 def listdir(path: str) -> list[str]:
     """Names (not paths) in a folder, sorted; folders without a trailing slash."""
     if is_remote(path):
-        return sorted(n.rstrip("/") for n in _gfile().listdir(path))
+        return sorted(n.rstrip("/") for n in _remote("listdir", path))
     return sorted(os.listdir(path))
 
 
 def open_file(path: str, mode: str = "rb") -> IO[Any]:
     if is_remote(path):
-        return _gfile().GFile(path, mode)
+        return _RemoteFile(path, mode)  # type: ignore[return-value]
     return open(path, mode)  # noqa: SIM115 - caller closes
 
 
 def size(path: str) -> int:
-    return _gfile().stat(path).length if is_remote(path) else os.path.getsize(path)
+    return _remote("stat", path).length if is_remote(path) else os.path.getsize(path)
 
 
 def remove(path: str) -> None:
     if is_remote(path):
-        _gfile().remove(path)
+        _remote("remove", path, write=True)
     else:
         os.remove(path)
 
 
 def rmtree(path: str) -> None:
     if is_remote(path):
-        _gfile().rmtree(path)
+        _remote("rmtree", path, write=True)
     else:
         shutil.rmtree(path)
 
@@ -110,7 +175,7 @@ def rmtree(path: str) -> None:
 def rename(src: str, dst: str) -> None:
     """Atomic replace on local filesystems; gfile rename (overwrite) elsewhere."""
     if is_remote(src):
-        _gfile().rename(src, dst, overwrite=True)
+        _remote("rename", src, dst, overwrite=True, write=True)
     else:
         os.replace(src, dst)
 

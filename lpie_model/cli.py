@@ -129,6 +129,267 @@ def enhance_cmd(
         raise typer.Exit(1)
 
 
+@app.command("train")
+@handle_errors
+def train_cmd(
+    recipe: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Training recipe (TOML).")
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Run folder, local or gs:// (default: runs/<recipe name>)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out where it stopped.")
+    ] = False,
+) -> None:
+    """Train LPIENet as RECIPE says: per-epoch validation, checkpoints, best model, TensorBoard.
+
+    The run folder gets best.weights.h5 + model.json (the best epoch by validation PSNR),
+    metrics.csv, logs/ (TensorBoard) and checkpoints/. A recipe with a [synth] table first
+    synthesises its dataset into RUN/data. A new run needs an empty or missing --out.
+
+    Example: lpie-model train recipes/smoke.toml --out runs/smoke
+    """
+    quiet_tensorflow()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from lpie_model.recipe import load_recipe
+    from lpie_model.train import TrainEvent, train
+
+    spec = load_recipe(recipe)
+    run_dir = out or str(Path("runs") / recipe.stem)
+    bar = Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=err_console, disable=not err_console.is_terminal)
+    task = bar.add_task("preparing", total=None, note="")
+
+    def report(e: TrainEvent) -> None:
+        if e.kind == "synth":
+            bar.update(task, description="synthesising data", completed=e.done, total=e.total)
+        elif e.kind == "start":
+            i = e.info
+            start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
+            console.print(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} "
+                          f"replica(s); validation inputs: {i['input_val_psnr']:.2f} dB PSNR, "
+                          f"{i['input_val_ssim']:.4f} SSIM ({i['val_pairs']} pairs)")
+        elif e.kind == "step":
+            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
+                       total=e.steps, note=f"loss {e.loss:.4f}")
+        elif e.kind == "validate":
+            bar.update(task, note="validating")
+        elif e.kind == "epoch" and e.record is not None:
+            r = e.record
+            best = "  [green]best[/]" if e.improved else ""
+            console.print(f"epoch {r.epoch:>4}/{e.epochs}  crop {r.crop}  loss {r.train_loss:.4f}"
+                          f"  val {r.val_psnr:.2f} dB  SSIM {r.val_ssim:.4f}  lr {r.lr:.3g}"
+                          f"  {r.seconds:.0f} s{best}")
+
+    try:
+        with bar:
+            result = train(spec, run_dir, resume=resume, progress=report)
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted; continue with:[/] lpie-model train {recipe} "
+                          f"--out {run_dir} --resume")
+        raise typer.Exit(130) from None
+    if result.epochs_done == result.resumed_from:
+        console.print(f"[green]{run_dir} had already trained {result.epochs_done} epochs[/]")
+    console.print(
+        f"[green]best: epoch {result.best_epoch}, validation {result.best_val_psnr:.2f} dB PSNR, "
+        f"{result.best_val_ssim:.4f} SSIM[/] (inputs: {result.input_val_psnr:.2f} dB, "
+        f"{result.input_val_ssim:.4f}); {result.seconds / 60:.1f} min\n"
+        f"model: {result.weights} (+ model.json)\n"
+        f"metrics: {run_dir}/metrics.csv; TensorBoard: tensorboard --logdir {run_dir}/logs"
+    )
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    model: Annotated[
+        Path,
+        typer.Argument(exists=True, help="A training run folder, a .weights.h5 or a .keras file."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The .tflite file to write.")],
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32, fp16 or int8 (int8 needs calibration).")
+    ] = "fp32",
+    size: Annotated[
+        str | None,
+        typer.Option("--size", help="Fixed input HxW (faster); default: any size at run time."),
+    ] = None,
+    calibration: Annotated[
+        str | None,
+        typer.Option("--calibration", help="lpie dataset whose inputs calibrate int8 and check."),
+    ] = None,
+    calibration_split: Annotated[
+        str, typer.Option("--calibration-split", help="Split of --calibration to use.")
+    ] = "train",
+    calibration_count: Annotated[
+        int, typer.Option("--calibration-count", min=1, help="Number of calibration crops.")
+    ] = 100,
+    io: Annotated[
+        str, typer.Option("--io", help="float, or uint8 (int8 models: uint8 input and output).")
+    ] = "float",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = (
+        False
+    ),
+) -> None:
+    """Export a trained LPIENet to TFLite (builtin ops only) and check it against Keras.
+
+    The parity report (max |TFLite - Keras|, PSNR against the fp32 output; targets: fp32 <= 1e-4,
+    fp16 >= 50 dB, int8 >= 35 dB) runs on --calibration's inputs, else on built-in sample photos,
+    and is written next to the model (model.tflite -> model.json). Without --calibration, int8 is
+    calibrated on crops of the sample photos.
+
+    Example: lpie-model export runs/sidd --out sidd.tflite --precision int8 --calibration data/sidd
+    """
+    quiet_tensorflow()
+    from lpie_model import export as ex
+    from lpie_model.lpienet import load_model
+
+    fixed = ex.parse_size(size) if size is not None else None
+    if precision not in ex.PRECISIONS:
+        raise typer.BadParameter(f"valid: {', '.join(ex.PRECISIONS)}", param_hint="--precision")
+    if io not in ex.IO_TYPES:
+        raise typer.BadParameter(f"valid: {', '.join(ex.IO_TYPES)}", param_hint="--io")
+    if out.exists() and not overwrite:
+        raise typer.BadParameter(f"{out} exists (add --overwrite)", param_hint="--out")
+    net = load_model(model)
+    crop = fixed or (ex.CALIBRATION_CROP, ex.CALIBRATION_CROP)
+    cal = None
+    if calibration is not None:
+        parity = ex.dataset_inputs(calibration, calibration_split, 3)
+        if precision == "int8":
+            cal = ex.dataset_calibration(
+                calibration, calibration_split, count=calibration_count, crop=crop
+            )
+    else:
+        parity = ex.sample_photos()
+        if precision == "int8":
+            console.print("[yellow]int8: calibrating on sample photos; pass --calibration DATA "
+                          "for ranges that match your inputs[/]")
+            cal = ex.calibration_crops(
+                [image for _, image in parity],
+                count=calibration_count,
+                crop=crop,
+                per_image=-(-calibration_count // len(parity)),
+            )
+    with console.status(f"converting {model} to {precision} TFLite"):
+        report = ex.export_tflite(
+            net, out, precision=precision, size=fixed, io=io, calibration=cal,
+            parity_images=parity, overwrite=True,
+        )
+    p = report["parity"]
+    shape = "x".join(map(str, fixed)) if fixed else "any HxW"
+    console.print(f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
+                  f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}")
+    for row in p["images"]:
+        console.print(f"  {row['name']:<24} {row['size'][0]}x{row['size'][1]:<6} "
+                      f"max|diff| {row['max_abs_diff']:.2e}  PSNR vs fp32 {row['psnr_db']:.2f} dB")
+    t = p["target"]
+    verdict = "[green]meets[/]" if p["passed"] else "[bold red]misses[/]"
+    sign = "<=" if t["kind"] == "max" else ">="
+    console.print(f"parity {verdict} the target {t['quantity']} {sign} {t['bound']:g}; "
+                  f"report: {out.with_suffix('.json')}")
+
+
+@app.command("benchmark")
+@handle_errors
+def benchmark_cmd(
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True,
+            help="Run folder, .weights.h5, .keras or .tflite; default: an untrained --variant.",
+        ),
+    ] = None,
+    variant: Annotated[
+        str, typer.Option("--variant", help="base or large (when no MODEL is given).")
+    ] = "base",
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Comma-separated input sizes, HxW (height first).")
+    ] = "256x256,800x800,1080x1920,1440x2560,2160x3840",
+    precision: Annotated[
+        str, typer.Option("--precision", help="Comma-separated: fp32, fp16, int8.")
+    ] = "fp32",
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Interpreter threads (default: all).")
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 2,
+    no_latency: Annotated[
+        bool, typer.Option("--no-latency", help="Only parameters and multiply-adds.")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write all results as JSON.")] = (
+        None
+    ),
+) -> None:
+    """Parameters, multiply-adds and TFLite latency/peak memory per input size and precision.
+
+    Each size and precision is exported at that fixed size and timed with the LiteRT interpreter
+    (XNNPACK) in its own process: median of --runs after --warmup. Weights do not change the speed,
+    so an untrained --variant measures the architecture.
+
+    Example: lpie-model benchmark --variant base --sizes 256x256,1080x1920 --precision fp32,int8
+    """
+    quiet_tensorflow()
+    import json
+
+    from rich.table import Table
+
+    from lpie_model import benchmark as bm
+    from lpie_model.export import parse_size
+
+    size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
+    precisions = [] if no_latency else [p.strip() for p in precision.split(",") if p.strip()]
+    with progress_bar("benchmark") as update:
+        done = [0]
+
+        def step(note: str) -> None:
+            done[0] += 1
+            update(done[0], 2 * len(size_list) * len(precisions))
+
+        if model is not None and model.suffix == ".tflite":
+            result = bm.benchmark_tflite_file(
+                model, sizes=size_list, threads=threads, runs=runs, warmup=warmup
+            )
+        else:
+            import keras
+
+            from lpie_model.lpienet import build_lpienet, load_model
+
+            if model is not None:
+                net = load_model(model)
+            else:
+                keras.utils.set_random_seed(0)
+                net = build_lpienet(variant)
+            result = bm.benchmark(
+                net, sizes=size_list, precisions=precisions, threads=threads, runs=runs,
+                warmup=warmup, progress=step,
+            )
+    name = str(model) if model is not None else f"LPIENet {variant} (untrained)"
+    m = result["machine"]
+    params = f"{result['params']:,} params, " if result["params"] else ""
+    table = Table(title=f"{name}: {params}{m['cpu']}, {result['threads']} thread(s)")
+    header, *lines = bm.format_table(result)
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for line in lines:
+        table.add_row(*line)
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"[green]wrote {json_out}[/]")
+
+
 def main() -> None:
     """Entry point of the `lpie-model` console script."""
     app()

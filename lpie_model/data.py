@@ -94,25 +94,29 @@ def random_crop_pair(inp: Any, tgt: Any, height: int, width: int, seed: Any) -> 
                                     dtype=tf.int32)
     x = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=shape[1] - width + 1,
                                     dtype=tf.int32)
-    inp = inp[y : y + height, x : x + width, :]
-    tgt = tgt[y : y + height, x : x + width, :]
-    inp.set_shape([height, width, 3])
-    tgt.set_shape([height, width, 3])
-    return inp, tgt
+    # The static spatial shape stays unknown on purpose: one traced training step then serves
+    # every crop size of a progressive schedule.
+    return inp[y : y + height, x : x + width, :], tgt[y : y + height, x : x + width, :]
 
 
 def augment_pair(
-    inp: Any, tgt: Any, seed: Any, *, flips: bool = True, rotations: bool = True
+    inp: Any,
+    tgt: Any,
+    seed: Any,
+    *,
+    flips: bool = True,
+    rotations: bool = True,
+    square: bool = True,
 ) -> tuple[Any, Any]:
     """Random horizontal/vertical flips and 90-degree rotations, the same on both images.
 
-    Non-square images are only rotated by 0 or 180 degrees (their shape is kept). ``seed``: [2].
+    Images that are not ``square`` are only rotated by 0 or 180 degrees (their shape is kept).
+    ``seed``: int tensor [2] (stateless).
     """
     import tensorflow as tf
 
     if not (flips or rotations):
         return inp, tgt
-    h, w = inp.shape[0], inp.shape[1]
     pair = tf.stack([inp, tgt])  # (2, h, w, 3)
     seeds = tf.random.experimental.stateless_split(seed, 2)
     if flips:
@@ -120,11 +124,9 @@ def augment_pair(
         pair = tf.cond(u[0] < 0.5, lambda: tf.reverse(pair, [2]), lambda: pair)
         pair = tf.cond(u[1] < 0.5, lambda: tf.reverse(pair, [1]), lambda: pair)
     if rotations:
-        square = h is not None and h == w
         k = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=4 if square else 2,
                                         dtype=tf.int32)
         pair = tf.image.rot90(pair, k if square else 2 * k)
-        pair.set_shape([2, h, w, 3])
     return pair[0], pair[1]
 
 
@@ -152,6 +154,8 @@ def training_dataset(
 ) -> Any:
     """Batches of ``(input, target)``, float32 (batch_size, crop_h, crop_w, 3), for one epoch.
 
+    The element spec leaves H and W unknown (None) so that one compiled step serves all crops.
+
     Each source's split is read with parallel, file-shuffled reads, repeated, cropped and
     augmented (parallel map) and shuffled; several sources are mixed by their weights
     (`sample_from_datasets`). ``steps`` batches (None: endless); a partial last batch is dropped.
@@ -170,7 +174,8 @@ def training_dataset(
                 tf.stack([tf.constant(aug_seed, tf.int64), i]), 2
             )
             inp, tgt = random_crop_pair(ex["input"], ex["target"], h, w, s[0])
-            return augment_pair(inp, tgt, s[1], flips=flips, rotations=rotations)
+            return augment_pair(inp, tgt, s[1], flips=flips, rotations=rotations,
+                                square=h == w)
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed)

@@ -274,7 +274,7 @@ def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         if have < want:
             pad = [(0, 0)] * image.ndim
             pad[axis] = (0, want - have)
-            image = np.pad(image, pad, mode="reflect" if have > want - have else "edge")
+            image = np.pad(image, pad, mode="reflect" if have > 1 else "edge")
         elif have > want:
             start = (have - want) // 2
             image = np.take(image, range(start, start + want), axis=axis)

@@ -237,7 +237,7 @@ class TrainRecipe:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A whole training recipe. Give training data either as ``[[data.datasets]]`` or ``[synth]``."""
+    """A whole training recipe; training data come from ``[[data.datasets]]`` or ``[synth]``."""
 
     model: ModelRecipe = field(default_factory=ModelRecipe)
     data: DataRecipe = field(default_factory=DataRecipe)
@@ -257,8 +257,9 @@ class Recipe:
             )
         if self.synth is not None and self.train.strategy == "multiworker":
             raise ConfigError(
-                "train.strategy: 'multiworker' needs a dataset every worker can read: write it "
-                "with `lpie-data synth --out DATA` and list it in [[data.datasets]] instead of [synth]"
+                "train.strategy: 'multiworker' needs a dataset every worker can read: write "
+                "it with `lpie-data synth --out DATA` and list it in [[data.datasets]] "
+                "instead of [synth]"
             )
         if self.synth is not None:
             crop = self.data.largest_crop()

@@ -11,11 +11,12 @@ H x W x 3 image in [0, 1] of any size:
 
 Tiles overlap and are blended with linear ramps: inside an overlap of n pixels, each tile's weight
 rises linearly across the middle half of the overlap and is zero over the quarter nearest its own
-edge (where zero padding makes a tile's output differ from the whole-image output). Both weights
-add up to one everywhere, so a region covered by one tile is that tile's output unchanged. Tile
-starts are multiples of `runner.align` (>= the network's pooling factor), which keeps the pooling
-grid of every tile aligned with the whole image's: away from seams, tiled and whole-image results
-agree to float rounding for a fully convolutional network.
+edge (where zero padding makes a tile's output differ from the whole-image output). The weights
+are normalised to add up to one everywhere (for two neighbours they already do), so a region
+covered by one tile is that tile's output unchanged. Tile starts are multiples of `runner.align`
+(>= the network's pooling factor), which keeps the pooling grid of every tile aligned with the
+whole image's: away from seams, tiled and whole-image results agree to float rounding for a fully
+convolutional network.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Runner(Protocol):
     """One model, run on one image per call.
 
     Attributes:
-        description: what was loaded, for messages ("Keras lpienet", "LiteRT fp32 dynamic", ...).
+        description: what was loaded, for messages ("Keras best.weights.h5", "LiteRT m.tflite
+            (float32 input, any size)", ...).
         fixed_size: (H, W) for a model that accepts only that size, else None.
         align: tile starts must be multiples of this to keep the pooling grid aligned.
     """
@@ -192,10 +194,7 @@ def _run_padded(runner: Runner, crop: np.ndarray) -> np.ndarray:
     if runner.fixed_size is None or (h, w) == runner.fixed_size:
         return runner.run(crop)
     fh, fw = runner.fixed_size
-    padded = crop
-    # np.pad's reflect needs at least 2 samples; a 1-pixel axis is repeated instead.
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    padded = np.pad(crop, ((0, fh - h), (0, fw - w), (0, 0)), mode=mode)
+    padded = np.pad(crop, ((0, fh - h), (0, fw - w), (0, 0)), mode="reflect")
     return runner.run(padded)[:h, :w]
 
 
@@ -214,7 +213,8 @@ def predict(
         image: float32 H x W x 3 in [0, 1], any H, W >= 1.
         tile: largest tile side in pixels; None or 0 runs the whole image in one call. A
             fixed-size model always uses its own size as the tile.
-        overlap: pixels shared by neighbouring tiles (see `blend_weights`).
+        overlap: pixels shared by neighbouring tiles (see `blend_weights`); at most a quarter of
+            a fixed-size model's side.
         progress: called as `progress(tiles_done, tiles_total)`.
 
     Returns:
@@ -230,6 +230,8 @@ def predict(
     h, w = image.shape[:2]
     if runner.fixed_size is not None:
         th, tw = runner.fixed_size
+        # The model's size is not the user's choice: keep the overlap workable for small sizes.
+        overlap = min(overlap, min(th, tw) // 4)
     elif tile:
         th = tw = tile
     else:

@@ -38,6 +38,7 @@ from typing import Any
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_model.data import (
+    SplitInfo,
     check_training_sources,
     inspect_split,
     training_dataset,
@@ -217,8 +218,8 @@ def _write_json(path: str, data: Any) -> None:
     storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def prepare_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> Recipe:
-    """Creates or checks ``run_dir``; returns the recipe to train with.
+def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
+    """Checks ``run_dir`` can take this run (nothing is written).
 
     A new run needs a missing or empty folder. ``resume`` needs a run made with the same recipe
     (only ``train.epochs`` may differ, to train longer). Raises OutputError / ConfigError.
@@ -243,9 +244,6 @@ def prepare_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> Recipe:
                 f"{run_dir}: exists and is not empty; continue it with --resume or choose "
                 "another --out"
             )
-    storage.makedirs(run_dir)
-    _write_json(recipe_path, recipe.to_dict())
-    return recipe
 
 
 def _write_model_json(run_dir: str, recipe: Recipe) -> None:
@@ -306,6 +304,19 @@ def synthesise_data(
 
 
 # --------------------------------------------------------------------------- training
+
+
+def _check_data(
+    recipe: Recipe, sources: tuple[DatasetRef, ...], val_path: str, val_split: str
+) -> list[SplitInfo]:
+    """Every training source and the validation split exist, have examples and fit the crops."""
+    infos = check_training_sources(sources, recipe.data.largest_crop())
+    val_info = inspect_split(val_path, val_split)
+    val_side = min(val_info.height, val_info.width, recipe.data.val_crop or math.inf)
+    if val_side < 11:
+        raise DataError(f"{val_path}: validation images of {val_info.height}x{val_info.width} "
+                        f"are too small for SSIM (need 11x11)")
+    return infos
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -369,8 +380,11 @@ class _Trainer:
 
         sum_ = tf.distribute.ReduceOp.SUM
 
-        @tf.function(reduce_retracing=True)
-        def train_step(x: Any, y: Any) -> Any:
+        # Taking the iterator (not its tensors) traces once per element spec, whose H and W are
+        # unknown: one compiled step for every crop size.
+        @tf.function
+        def train_step(iterator: Any) -> Any:
+            x, y = next(iterator)
             return strategy.reduce(sum_, strategy.run(replica_train, args=(x, y)), axis=None)
 
         @tf.function(reduce_retracing=True)
@@ -454,16 +468,16 @@ def train(
     t0 = time.perf_counter()
     run_dir = str(run_dir)
     progress = progress or (lambda event: None)
-    recipe = prepare_run_dir(resolve_paths(recipe), run_dir, resume)
-    sources, val_path, val_split = synthesise_data(recipe, run_dir, progress)
+    recipe = resolve_paths(recipe)
     data, tr = recipe.data, recipe.train
-
-    infos = check_training_sources(sources, data.largest_crop())
-    val_info = inspect_split(val_path, val_split)
-    val_side = min(val_info.height, val_info.width, data.val_crop or math.inf)
-    if val_side < 11:
-        raise DataError(f"{val_path}: validation images of {val_info.height}x{val_info.width} "
-                        f"are too small for SSIM (need 11x11)")
+    check_run_dir(recipe, run_dir, resume)
+    if recipe.synth is None:  # check given datasets before writing anything
+        infos = _check_data(recipe, *synthesise_data(recipe, run_dir))
+    storage.makedirs(run_dir)
+    _write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
+    sources, val_path, val_split = synthesise_data(recipe, run_dir, progress)
+    if recipe.synth is not None:
+        infos = _check_data(recipe, sources, val_path, val_split)
 
     _seed_everything(tr.seed, tr.deterministic)
     strategy = STRATEGIES[tr.strategy](recipe)
@@ -516,8 +530,9 @@ def train(
             )
             total = 0.0
             with writers["train"].as_default():
-                for step, (x, y) in enumerate(strategy.experimental_distribute_dataset(ds), 1):
-                    loss = float(trainer.train_step(x, y))
+                iterator = iter(strategy.experimental_distribute_dataset(ds))
+                for step in range(1, steps + 1):
+                    loss = float(trainer.train_step(iterator))
                     if not math.isfinite(loss):
                         raise DataError(f"epoch {epoch}, step {step}: the loss became {loss}; "
                                         "lower train.lr or check the data's value range")
@@ -538,7 +553,7 @@ def train(
                 trainer.state["best_ssim"].assign(ssim)
                 trainer.state["best_epoch"].assign(epoch)
                 if chief:
-                    tmp = storage.join(run_dir, "." + WEIGHTS_FILE.replace(".weights", ".tmp.weights"))
+                    tmp = storage.join(run_dir, ".best.tmp.weights.h5")
                     trainer.model.save_weights(tmp)
                     storage.rename(tmp, storage.join(run_dir, WEIGHTS_FILE))
             _plateau(trainer, psnr, tr)

@@ -245,3 +245,10 @@ def test_bad_tiling_options_are_refused(tmp_path, conv_keras):
     result = cli.invoke(app, ["enhance", str(conv_keras), str(photo), "--out", str(tmp_path / "o"),
                               "--tile", "64", "--overlap", "32"])
     assert result.exit_code == 1 and "half the tile" in result.output
+
+
+@pytest.mark.parametrize("command", ["enhance", "evaluate"])
+def test_help_ends_with_an_example(command):
+    result = cli.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert f"Example: lpie-model {command}" in result.output

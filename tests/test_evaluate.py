@@ -37,8 +37,24 @@ def make_pair(key: str) -> tuple[np.ndarray, np.ndarray]:
     return degraded.astype(np.uint8), target.astype(np.uint8)
 
 
+def make_tonemapped_pair() -> tuple[np.ndarray, np.ndarray]:
+    """float16 (input, target) as UDC stores them: tone-mapped x / (x + 0.25), in [0, 1).
+
+    Targets are multiples of 2^-11 in [0.25, 0.75) and the error is +-2^-8 (checkerboard), all
+    exact in float16: PSNR of the input is 20 log10(256) in the stored domain.
+    """
+    rng = np.random.default_rng(9)
+    linear = rng.uniform(0.09, 0.7, (H, W, 3))  # x / (x + 0.25) of these lies in [0.26, 0.74]
+    target = np.round(linear / (linear + 0.25) * 2048) / 2048
+    sign = np.where((np.add.outer(np.arange(H), np.arange(W)) % 2) == 0, 1, -1)[..., None]
+    return (target + sign / 256).astype(np.float16), target.astype(np.float16)
+
+
 def produce(item: WorkItem):
-    degraded, target = make_pair(item.key)
+    if item.split == "tonemapped":
+        degraded, target = make_tonemapped_pair()
+    else:
+        degraded, target = make_pair(item.key)
     yield Example(item.key, degraded, target, {"source": item.key, "box": [0, 0, H, W]})
 
 
@@ -46,6 +62,7 @@ def produce(item: WorkItem):
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny"
     items = [WorkItem(key, "val", None) for key in sorted(NOISE)]
+    items.append(WorkItem("udc", "tonemapped", None))
     run_job(str(out), "tiny", "test", {}, items, produce, jobs=1)
     return out
 
@@ -98,13 +115,21 @@ def test_known_answers_through_the_command(tmp_path, dataset, bias_model):
     assert f"{mean_out - mean_in:+.2f}" in result.output
 
 
+def test_scores_in_the_stored_tonemapped_domain(dataset, bias_model):
+    # float16 data are scored as stored (here: tone-mapped), not mapped back to linear light.
+    runner = KerasRunner(load_model(bias_model))
+    (score,) = evaluate(runner, dataset, "tonemapped").images
+    assert score.psnr_input == pytest.approx(20 * math.log10(256), abs=1e-9)
+    assert score.psnr_output == pytest.approx(10 * math.log10(1 / (2**-16 + BIAS**2)), abs=1e-4)
+
+
 def test_limit_and_bad_split(dataset, bias_model, tmp_path):
     runner = KerasRunner(load_model(bias_model))
     assert [r.key for r in evaluate(runner, dataset, "val", limit=2).images] == ["a", "b"]
     result = cli.invoke(app, ["evaluate", str(bias_model), "--data", str(dataset),
                               "--split", "test"])
     assert result.exit_code == 1
-    assert "no split 'test'" in result.output and "val" in result.output
+    assert "no split 'test'" in result.output and "tonemapped, val" in result.output
 
 
 def test_lpienet_run_and_its_tflite_export_agree(tmp_path, dataset):

@@ -22,7 +22,7 @@ def test_param_counts_match_reference(base):
 
 def test_options_keep_param_count():
     # The figure/code alternatives are the same parameter count (lpienet.md).
-    assert build_lpienet(activation="relu", irb_second_input="m").count_params() == 133_652
+    assert build_lpienet(activation="relu", irb_second_input="y").count_params() == 133_652
 
 
 def test_custom_widths_and_dw_kernel():
@@ -92,7 +92,7 @@ def test_load_model_layouts(base, tmp_path):
     full = load_model(keras_file)
     np.testing.assert_array_equal(full(x).numpy(), want)
     assert full.lpie_config["widths"] == (16, 32, 64, 32, 16)
-    assert full.lpie_config["irb_second_input"] == "y"
+    assert full.lpie_config["irb_second_input"] == "m"
 
 
 def test_load_model_errors(tmp_path):

@@ -1,7 +1,10 @@
 """Scale-out: jobs on a real local Dask cluster give the bytes of a local run; datasets written
 to and read from a non-local tf.io.gfile filesystem (TensorFlow's in-memory ``ram://``)."""
 
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -45,7 +48,7 @@ def make_sidd(base: Path) -> Path:
 def cluster():
     """A real dask.distributed cluster on loopback: scheduler + 2 worker processes x 1 thread."""
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address=":0")
     try:
         yield cluster
     finally:
@@ -151,6 +154,35 @@ def test_dask_needs_a_reachable_scheduler(sidd_root, tmp_path):
                 backend="dask", scheduler=address)
 
 
+def _can_unshare_mounts() -> bool:
+    if not shutil.which("unshare") or not shutil.which("mount"):
+        return False
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_mounts(), reason="needs mount namespaces (unshare -m)")
+def test_dask_workers_that_do_not_see_out_are_refused(sidd_root, tmp_path):
+    """A worker whose filesystem hides OUT (a tmpfs mounted over it in a private mount
+    namespace, like a host without the shared disk) is named before any work is sent."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    scheduler = distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0")
+    script = (f"mount -t tmpfs none '{hidden}' && exec '{sys.executable}' -m "
+              f"distributed.cli.dask_worker {scheduler.scheduler_address} --nthreads 1 --no-nanny")
+    worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        items = sidd.work_items(sidd_root, 32, 32)
+        with pytest.raises(OutputError, match=r"Dask worker\(s\) tcp://.* do not see .*hidden"):
+            run_job(str(hidden / "out"), sidd.NAME, "prepare sidd", {}, items, sidd.produce,
+                    backend="dask", scheduler=scheduler.scheduler_address)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        scheduler.close()
+
+
 def _broken(item):
     raise ZeroDivisionError("division by zero")
     yield  # a generator, like every produce
@@ -228,3 +260,17 @@ def test_synth_on_dask_is_byte_identical(cluster, tmp_path):
     assert r.exit_code == 0, r.output
     local, remote = dataset_files(str(tmp_path / "local")), dataset_files(str(tmp_path / "dask"))
     assert local == remote and len(local) >= 3  # train + validation shards, manifest
+
+
+def test_remote_paths_fail_with_the_path_named(sidd_root):
+    r = prepare(sidd_root, "nosuchfs://bucket/sidd", "--jobs", "1")
+    assert r.exit_code == 1
+    assert "nosuchfs://bucket/sidd: TensorFlow has no filesystem for nosuchfs://" in r.stderr
+    assert "ram://" in r.stderr  # lists what is available
+
+    missing = ram_url("missing")
+    r = runner.invoke(app, ["inspect", missing])
+    assert r.exit_code == 1 and missing in r.stderr and "no manifest.json" in r.stderr
+    with pytest.raises(DataError, match="no such file"), \
+            storage.open_file(storage.join(missing, "x.bin"), "rb") as f:
+        f.read()

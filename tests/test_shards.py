@@ -14,7 +14,18 @@ from lpie_data.dataset import iter_pairs, pair_dataset
 from lpie_data.errors import DataError
 from lpie_data.jobs import WorkItem, run_job
 from lpie_data.records import Example, encode_example, frame_record
-from lpie_data.shards import FORMAT_VERSION, plan_shards, read_manifest, shard_name, verify
+from lpie_data.shards import (
+    FORMAT_VERSION,
+    Part,
+    RecordInfo,
+    assemble_split,
+    file_sha256,
+    plan_shards,
+    plan_split,
+    read_manifest,
+    shard_name,
+    verify,
+)
 
 
 def make_examples(item: WorkItem):
@@ -47,26 +58,70 @@ def test_plan_shards_by_bytes():
     assert shard_name("sidd", "train", 3, 12) == "sidd-train.tfrecord-00003-of-00012"
 
 
+def test_plan_split_packs_whole_parts_and_cuts_big_ones():
+    # Parts of 1, 1, 1, 5, 0, 1, 2 records of 10 bytes; shards of at most 35 bytes.
+    parts = [[10] * n for n in (1, 1, 1, 5, 0, 1, 2)]
+    assert plan_split(parts, 35) == [
+        [(0, 0, 1), (1, 0, 1), (2, 0, 1)],  # whole parts packed while they fit
+        [(3, 0, 3)], [(3, 3, 5)],  # a part over the limit is cut at record boundaries
+        [(5, 0, 1), (6, 0, 2)],  # the empty part 4 is skipped
+    ]
+    assert plan_split([[30], [30], [30]], 35) == [[(0, 0, 1)], [(1, 0, 1)], [(2, 0, 1)]]
+    assert plan_split([[50, 50]], 35) == [[(0, 0, 1)], [(0, 1, 2)]]
+    assert plan_split([[], []], 35) == []
+
+
 def test_shards_sized_by_bytes_and_named(tmp_path):
-    items = [WorkItem(f"item{i}", "train", ("uint8", 5, (16, 16), None)) for i in range(4)]
+    counts = (1, 1, 1, 5, 1, 2)
+    items = [WorkItem(f"item{i}", "train", ("uint8", n, (16, 16), None))
+             for i, n in enumerate(counts)]
     record = len(frame_record(encode_example(next(make_examples(items[0])))))
-    shard_bytes = record * 3 + record // 2  # three records per shard
+    shard_bytes = record * 3 + record // 2  # at most three records per shard
     out = tmp_path / "ds"
     summary = _job(out, items, shard_bytes=shard_bytes)
     m = read_manifest(str(out))
     shards = m["splits"]["train"]["shards"]
-    assert [s["examples"] for s in shards] == [3, 3, 3, 3, 3, 3, 2]
-    assert [s["file"] for s in shards] == [f"toy-train.tfrecord-{i:05d}-of-00007"
-                                           for i in range(7)]
+    assert [s["examples"] for s in shards] == [3, 3, 2, 3]
+    assert [s["file"] for s in shards] == [f"toy-train.tfrecord-{i:05d}-of-00004"
+                                           for i in range(4)]
     for s in shards:
         data = (out / s["file"]).read_bytes()
         assert s["bytes"] == len(data) <= shard_bytes
         assert s["sha256"] == hashlib.sha256(data).hexdigest()
-    assert summary.splits == {"train": {"examples": 20, "bytes": sum(s["bytes"] for s in shards)}}
+    assert summary.splits == {"train": {"examples": 13, "bytes": sum(s["bytes"] for s in shards)}}
     assert sorted(os.listdir(out)) == sorted(["manifest.json", *(s["file"] for s in shards)])
     # Stored order is item order, then the producer's order inside an item.
     keys = [p.key for p in iter_pairs(str(out), "train")]
-    assert keys == [f"item{i}/{j:03d}" for i in range(4) for j in range(5)]
+    assert keys == [f"item{i}/{j:03d}" for i, n in enumerate(counts) for j in range(n)]
+
+
+def _part(path, split, examples, sha=False):
+    """A part file as a worker leaves it, and its Part."""
+    data = [frame_record(encode_example(ex)) for ex in examples]
+    path.write_bytes(b"".join(data))
+    recs = tuple(RecordInfo(ex.key, len(d), (0.0, 1.0), (0.0, 1.0))
+                 for ex, d in zip(examples, data, strict=True))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if sha else None
+    return Part(str(path), split, "uint8", "uint8", recs, digest)
+
+
+def test_whole_part_shards_are_hard_links(tmp_path):
+    exs = list(make_examples(WorkItem("a", "train", ("uint8", 4, (16, 16), None))))
+    parts = [_part(tmp_path / "p0", "train", exs[:2], sha=True),
+             _part(tmp_path / "p1", "train", exs[2:3]),  # no worker hash: hashed here
+             _part(tmp_path / "p2", "train", exs[3:])]
+    out = tmp_path / "out"
+    out.mkdir()
+    size = parts[0].size
+    entry = assemble_split(str(out), "toy", "train", parts, shard_bytes=size)
+    shards = [out / s["file"] for s in entry["shards"]]
+    assert [s["examples"] for s in entry["shards"]] == [2, 2]
+    assert shards[0].stat().st_ino == (tmp_path / "p0").stat().st_ino  # linked, not copied
+    assert shards[1].read_bytes() == (tmp_path / "p1").read_bytes() + (
+        tmp_path / "p2").read_bytes()
+    for f, s in zip(shards, entry["shards"], strict=True):
+        assert s["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert file_sha256(str(shards[1])) == entry["shards"][1]["sha256"]
 
 
 def test_manifest_fields(tmp_path):

@@ -87,12 +87,13 @@ def blur_crop(
     *,
     workers: int | None = None,
     cache: bool = True,
+    gain: float = 1.0,
 ) -> np.ndarray:
-    """The crop ``box`` = (y, x, h, w) of ``source * psf``, float32 (h, w, 3).
+    """The crop ``box`` = (y, x, h, w) of ``gain * (source * psf)``, float32 (h, w, 3).
 
     ``source``: channels-first float32 (3, H, W) linear image (see :func:`to_channels_first`);
-    the box must lie inside it. ``workers``: threads for scipy.fft. A Dirac PSF is applied
-    as an exact shift (no FFT).
+    the box must lie inside it. ``workers``: threads for scipy.fft. ``gain`` is applied while
+    the result is copied out (no extra pass). A Dirac PSF is applied as an exact shift.
     """
     y, x, h, w = box
     ph, pw = psf.kernel.shape[:2]
@@ -100,7 +101,7 @@ def blur_crop(
     if psf.dirac is not None:
         dy, dx = psf.dirac
         window = take_window(source, y + cy - dy, x + cx - dx, h, w)
-        return np.ascontiguousarray(window.transpose(1, 2, 0))
+        return _to_hwc(window, gain)
     region = take_window(source, y - (ph - 1 - cy), x - (pw - 1 - cx), h + ph - 1, w + pw - 1)
     fft_shape = fft_shape_for((h, w), (ph, pw))
     spectrum = psf_spectrum(psf, fft_shape, workers=workers, cache=cache)
@@ -108,8 +109,16 @@ def blur_crop(
     del region
     freq *= spectrum
     full = scipy.fft.irfft2(freq, s=fft_shape, workers=workers, overwrite_x=True)
-    out = full[:, ph - 1 : ph - 1 + h, pw - 1 : pw - 1 + w]
-    return np.ascontiguousarray(out.transpose(1, 2, 0), dtype=np.float32)
+    return _to_hwc(full[:, ph - 1 : ph - 1 + h, pw - 1 : pw - 1 + w], gain)
+
+
+def _to_hwc(chw: np.ndarray, gain: float) -> np.ndarray:
+    out = np.empty((chw.shape[1], chw.shape[2], chw.shape[0]), dtype=np.float32)
+    if gain == 1.0:
+        out[...] = chw.transpose(1, 2, 0)
+    else:
+        np.multiply(chw.transpose(1, 2, 0), np.float32(gain), out=out)
+    return out
 
 
 def to_channels_first(image: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator) ->
             read *= np.float32(math.sqrt(params.beta2))
             out += read
         return out
-    sigma = np.maximum(v, 0.0, dtype=np.float32)
+    sigma = np.maximum(v, np.float32(0.0))
     sigma *= np.float32(params.beta1)
     sigma += np.float32(params.beta2)
     np.sqrt(sigma, out=sigma)

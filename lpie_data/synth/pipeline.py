@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from lpie_data.errors import ConfigError
+from lpie_data.errors import ConfigError, DataError
 from lpie_data.jobs import JobSummary, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_data.shards import DEFAULT_SHARD_BYTES
 from lpie_data.synth.blur import blur_crop, to_channels_first
 from lpie_data.synth.config import SynthConfig
 from lpie_data.synth.noise import apply_noise
-from lpie_data.synth.psf import Psf, load_psfs, rotate_psf
+from lpie_data.synth.psf import Psf, load_psf, load_psfs, rotate_psf
 from lpie_data.synth.psf_sim import BUILTIN_PSF_ID, builtin_psf
 from lpie_data.synth.sampling import PairParams, assign_splits, draw_pair_params, pair_rng
 from lpie_data.synth.sources import SourceImage, find_sources, load_source
@@ -68,19 +68,20 @@ def synthesize_pair(
     """
     y, x, h, w = params.box
     gain = np.float32(params.exposure)
-    blurred = blur_crop(source, params.box, psf, workers=workers, cache=cache)
-    blurred *= gain
-    clean = np.ascontiguousarray(source[:, y : y + h, x : x + w].transpose(1, 2, 0))
-    clean = clean * gain
+    blurred = blur_crop(source, params.box, psf, workers=workers, cache=cache, gain=gain)
+    clean = np.empty((h, w, 3), np.float32)
+    np.multiply(source[:, y : y + h, x : x + w].transpose(1, 2, 0), gain, out=clean)
     return degrade(clean, blurred, params, tone_map, rng)
 
 
 @dataclass(frozen=True)
 class PsfRef:
-    """How a worker finds a PSF: a file path, or ``builtin`` for the simulated one."""
+    """How a worker finds a PSF: a file path, or ``builtin`` for the simulated one; ``digest``
+    is the content the main process validated (a changed file is refused)."""
 
     id: str
     path: str
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,19 +95,17 @@ class SynthItem:
     fft_workers: int = 1
 
 
-_PSFS: dict[tuple[str, str], Psf] = {}
+_PSFS: dict[tuple[str, str, str], Psf] = {}
 
 
 def resolve_psf(ref: PsfRef) -> Psf:
     """The PSF behind ``ref``, loaded once per process."""
-    key = (ref.id, ref.path)
+    key = (ref.id, ref.path, ref.digest)
     if key not in _PSFS:
-        if ref.path == "builtin":
-            _PSFS[key] = builtin_psf()
-        else:
-            from lpie_data.synth.psf import load_psf
-
-            _PSFS[key] = load_psf(ref.path, ref.id)
+        psf = builtin_psf() if ref.path == "builtin" else load_psf(ref.path, ref.id)
+        if ref.digest and psf.digest != ref.digest:
+            raise DataError(f"{ref.path}: PSF file changed while the job was running")
+        _PSFS[key] = psf
     return _PSFS[key]
 
 
@@ -172,9 +171,9 @@ def _fft_workers(jobs: int, backend: str) -> int:
 def _load_psfs(psfs: Sequence[str | Path]) -> tuple[list[Psf], list[PsfRef]]:
     if not psfs:
         psf = builtin_psf()
-        return [psf], [PsfRef(BUILTIN_PSF_ID, "builtin")]
+        return [psf], [PsfRef(BUILTIN_PSF_ID, "builtin", psf.digest)]
     loaded = load_psfs([Path(p) for p in psfs])
-    return loaded, [PsfRef(p.id, str(Path(p.source).resolve())) for p in loaded]
+    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest) for p in loaded]
 
 
 def plan(

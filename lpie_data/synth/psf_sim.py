@@ -18,7 +18,7 @@ wavelength, which puts all three channels on the same sensor grid.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -111,14 +111,6 @@ def simulate_udc_psf(optics: DisplayOptics | None = None) -> np.ndarray:
     optics = optics or DisplayOptics()
     channels = [simulate_channel(optics, lam) for lam in optics.wavelengths_nm]
     return np.stack(channels, axis=2).astype(np.float32)
-
-
-def optics_meta(optics: DisplayOptics) -> dict:
-    """The optics as plain data (for notes and file metadata)."""
-    data = asdict(optics)
-    data["wavelengths_nm"] = list(optics.wavelengths_nm)
-    data["lobe_spacing_px"] = [round(optics.lobe_spacing_px(w), 3) for w in optics.wavelengths_nm]
-    return data
 
 
 _BUILTIN: dict[str, Psf] = {}

@@ -1,0 +1,387 @@
+"""Model cost and TFLite speed: parameters, multiply-adds per input size, latency, peak memory.
+
+Multiply-adds (MACs) are counted from the Keras graph built at the given size: every Conv2D adds
+H_out * W_out * k_h * k_w * C_in * C_out, every DepthwiseConv2D H_out * W_out * k_h * k_w * C_in;
+biases, activations, pooling, resizing and element-wise ops are not counted (the usual convention,
+and the one behind the paper's numbers; FLOPs ~ 2 x MACs).
+
+Latency is measured on a fixed-size .tflite export per size (XNNPACK on CPU), in a fresh
+subprocess per model so that its peak memory (`VmHWM` of /proc/self/status, Linux) belongs to that
+model alone: the median of `runs` timed invocations after `warmup` untimed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lpie_data.errors import ConfigError, DataError
+
+DEFAULT_SIZES = ((256, 256), (800, 800), (1080, 1920), (1440, 2560), (2160, 3840))
+SIZE_NAMES = {(1080, 1920): "FHD", (1440, 2560): "2K", (2160, 3840): "4K"}
+BENCH_CALIBRATION_IMAGES = 4
+
+Progress = Callable[[str], None]
+
+
+def count_macs(model: Any, height: int, width: int) -> int:
+    """Convolution multiply-adds of one H x W x 3 image through `model` (an LPIENet).
+
+    The model is rebuilt for the fixed size (weights do not matter) so every shape is static.
+    """
+    import keras
+
+    from lpie_model.lpienet import rebuild_for_shape
+
+    fixed = rebuild_for_shape(model, height, width)
+    total = 0
+    for layer in fixed.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, _ = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * layer.input.shape[-1] * layer.depth_multiplier
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * layer.input.shape[-1] // layer.groups * c_out
+    return int(total)
+
+
+def peak_memory_kib() -> int | None:
+    """This process's peak resident set size in KiB (VmHWM), or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def time_tflite(
+    path: str | Path,
+    *,
+    threads: int | None,
+    runs: int,
+    warmup: int,
+    size: tuple[int, int] | None = None,
+) -> dict:
+    """Times one .tflite model in this process (see `measure_tflite` for isolation).
+
+    `size` (H, W) resizes a dynamic-size model's input first. Returns {"times_s": [...],
+    "median_s", "min_s", "load_s", "base_kib", "peak_kib"} (memory: VmHWM before loading / after).
+    """
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    base = peak_memory_kib()
+    t0 = time.perf_counter()
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    inp = interpreter.get_input_details()[0]
+    if size is not None:
+        interpreter.resize_tensor_input(inp["index"], [1, size[0], size[1], 3])
+    interpreter.allocate_tensors()
+    load = time.perf_counter() - t0
+    inp = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    if inp["dtype"] == np.float32:
+        x = rng.random(inp["shape"], dtype=np.float32)
+    else:
+        info = np.iinfo(inp["dtype"])
+        x = rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"])
+    interpreter.set_tensor(inp["index"], x)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        interpreter.invoke()
+        times.append(time.perf_counter() - t)
+    return {
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "load_s": load,
+        "base_kib": base,
+        "peak_kib": peak_memory_kib(),
+    }
+
+
+def measure_tflite(
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    runs: int = 5,
+    warmup: int = 2,
+    size: tuple[int, int] | None = None,
+) -> dict:
+    """`time_tflite` in a fresh Python subprocess (clean peak-memory accounting).
+
+    Raises:
+        ConfigError: bad runs/warmup. DataError: the subprocess failed (stderr tail in message).
+    """
+    if runs < 1 or warmup < 0:
+        raise ConfigError(f"runs must be >= 1 and warmup >= 0, got {runs}, {warmup}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "lpie_model.benchmark",
+        str(path),
+        str(threads or 0),
+        str(runs),
+        str(warmup),
+    ]
+    if size is not None:
+        cmd += [str(size[0]), str(size[1])]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise DataError(f"{path}: benchmark run failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class BenchRow:
+    """One (size, precision) measurement; times in seconds, memory in MiB; label "HxW (name)"."""
+
+    height: int
+    width: int
+    precision: str
+    macs: int | None
+    median_s: float | None = None
+    min_s: float | None = None
+    times_s: list[float] = field(default_factory=list)
+    peak_mib: float | None = None
+    model_mib: float | None = None
+    bytes: int | None = None
+
+    @property
+    def label(self) -> str:
+        name = SIZE_NAMES.get((self.height, self.width))
+        return f"{self.height}x{self.width}" + (f" ({name})" if name else "")
+
+
+def benchmark(
+    model: Any,
+    *,
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    precisions: Sequence[str] = ("fp32",),
+    threads: int | None = None,
+    runs: int = 5,
+    warmup: int = 2,
+    work_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Benchmarks a Keras LPIENet: MACs per size and TFLite latency per size and precision.
+
+    Each (size, precision) gets its own fixed-size export (int8 calibrated on a few sample-photo
+    fits of that size: enough for speed, not for quality; use `lpie-model export` for that).
+
+    Args:
+        model: a Keras LPIENet (`build_lpienet` / `load_model`).
+        sizes: (H, W) pairs. precisions: among "fp32", "fp16", "int8"; empty: MACs only.
+        threads: interpreter threads (None: all CPU cores).
+        work_dir: where the .tflite files go (default: a temporary folder, removed after).
+        progress: called with a short note before each step.
+
+    Returns:
+        {"params", "threads", "runs", "warmup", "machine", "rows": [BenchRow as dict, ...]}.
+    """
+    from lpie_model import export as ex
+
+    for p in precisions:
+        if p not in ex.PRECISIONS:
+            raise ConfigError(f"unknown precision {p!r}; valid: {', '.join(ex.PRECISIONS)}")
+    threads = threads or os.cpu_count() or 1
+    note = progress or (lambda _: None)
+    rows: list[BenchRow] = []
+    with tempfile.TemporaryDirectory(prefix="lpie-bench-") as tmp:
+        folder = Path(work_dir) if work_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for h, w in sizes:
+            macs = count_macs(model, h, w)
+            for precision in precisions:
+                row = BenchRow(h, w, precision, macs)
+                note(f"export {precision} {w}x{h}")
+                calibration = None
+                if precision == "int8":
+                    photos = [img for _, img in ex.sample_photos()]
+                    calibration = [
+                        ex.fit_to_size(photos[i % len(photos)], (h, w))
+                        for i in range(BENCH_CALIBRATION_IMAGES)
+                    ]
+                content = ex.convert(
+                    model, precision=precision, size=(h, w), calibration=calibration
+                )
+                path = folder / f"lpienet-{precision}-{h}x{w}.tflite"
+                path.write_bytes(content)
+                note(f"time {precision} {w}x{h}")
+                result = measure_tflite(path, threads=threads, runs=runs, warmup=warmup)
+                row.median_s, row.min_s, row.times_s = (
+                    result["median_s"],
+                    result["min_s"],
+                    result["times_s"],
+                )
+                if result["peak_kib"] is not None and result["base_kib"] is not None:
+                    row.peak_mib = result["peak_kib"] / 1024
+                    row.model_mib = (result["peak_kib"] - result["base_kib"]) / 1024
+                row.bytes = len(content)
+                rows.append(row)
+            if not precisions:
+                rows.append(BenchRow(h, w, "-", macs))
+    return {
+        "params": int(model.count_params()),
+        "build": _jsonable(getattr(model, "lpie_config", None)),
+        "threads": threads,
+        "runs": runs,
+        "warmup": warmup,
+        "machine": machine_description(),
+        "rows": [asdict(r) | {"label": r.label} for r in rows],
+    }
+
+
+def benchmark_tflite_file(
+    path: str | Path,
+    *,
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    threads: int | None = None,
+    runs: int = 5,
+    warmup: int = 2,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Latency of an existing .tflite file: at its own size if fixed, else at each of `sizes`.
+
+    A dynamic model is timed after resizing its input (slower than a fixed-size export).
+    """
+    from lpie_model.export import TFLiteRunner
+
+    path = Path(path)
+    runner = TFLiteRunner(path)
+    fixed = runner.input_size
+    threads = threads or os.cpu_count() or 1
+    note = progress or (lambda _: None)
+    rows = []
+    for h, w in [fixed] if fixed else sizes:
+        note(f"time {path.name} {w}x{h}")
+        result = measure_tflite(
+            path, threads=threads, runs=runs, warmup=warmup, size=None if fixed else (h, w)
+        )
+        row = BenchRow(
+            h,
+            w,
+            _precision_of(runner),
+            None,
+            result["median_s"],
+            result["min_s"],
+            result["times_s"],
+            bytes=path.stat().st_size,
+        )
+        if result["peak_kib"] is not None and result["base_kib"] is not None:
+            row.peak_mib = result["peak_kib"] / 1024
+            row.model_mib = (result["peak_kib"] - result["base_kib"]) / 1024
+        rows.append(asdict(row) | {"label": row.label})
+    return {
+        "params": None,
+        "build": None,
+        "threads": threads,
+        "runs": runs,
+        "warmup": warmup,
+        "machine": machine_description(),
+        "model": str(path),
+        "rows": rows,
+    }
+
+
+def _precision_of(runner: Any) -> str:
+    import numpy as np
+
+    details = runner.interpreter.get_tensor_details()
+    types = {d["dtype"] for d in details}
+    if np.int8 in types or np.uint8 in types:
+        return "int8"
+    if np.float16 in types:
+        return "fp16"
+    return "fp32"
+
+
+def _jsonable(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, core count and library versions, for the record."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("ai-edge-litert", "tensorflow", "keras"):
+        try:
+            from importlib.metadata import version
+
+            versions[pkg] = version(pkg)
+        except Exception:  # not installed
+            versions[pkg] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+
+
+def format_table(result: dict[str, Any]) -> list[list[str]]:
+    """Rows of a Table-6-like table: model, GFLOPs, GMACs, resolution, then per precision
+    median latency (s) and peak memory (MiB). The first row is the header."""
+    rows = result["rows"]
+    precisions = list(dict.fromkeys(r["precision"] for r in rows if r["precision"] != "-"))
+    header = ["Resolution", "GMACs", "GFLOPs"]
+    for p in precisions:
+        header += [f"{p} (s)", f"{p} MiB"]
+    table = [header]
+    by_size: dict[tuple[int, int], dict[str, dict]] = {}
+    for r in rows:
+        by_size.setdefault((r["height"], r["width"]), {})[r["precision"]] = r
+    for _, cells in by_size.items():
+        first = next(iter(cells.values()))
+        macs = first["macs"]
+        line = [
+            first["label"],
+            f"{macs / 1e9:.3f}" if macs is not None else "-",
+            f"{2 * macs / 1e9:.2f}" if macs is not None else "-",
+        ]
+        for p in precisions:
+            r = cells.get(p)
+            line.append(f"{r['median_s']:.4f}" if r and r["median_s"] is not None else "-")
+            line.append(f"{r['model_mib']:.0f}" if r and r["model_mib"] is not None else "-")
+        table.append(line)
+    return table
+
+
+def _worker(argv: Sequence[str]) -> None:
+    """Subprocess entry: `python -m lpie_model.benchmark MODEL THREADS RUNS WARMUP [H W]`.
+
+    Prints `time_tflite`'s result as one JSON line.
+    """
+    path, threads, runs, warmup = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    size = (int(argv[4]), int(argv[5])) if len(argv) >= 6 else None
+    result = time_tflite(path, threads=threads or None, runs=runs, warmup=warmup, size=size)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])
