@@ -16,13 +16,16 @@ page cache with ``posix_fadvise(DONTNEED)`` before every run ("cold": what a fir
 dataset larger than RAM sees). Target: prepare --jobs 1 <= 1.3 x floor.
 
     python bench/prepare_udc.py --pairs 16 --repeat 5
+    python bench/prepare_udc.py --profile    # where a --jobs 1 run spends its CPU time
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import shutil
 import tempfile
 import time
@@ -121,11 +124,19 @@ def main() -> None:
     ap.add_argument("--tonemap", default="reinhard", choices=sorted(udc.TONE_MAPS))
     ap.add_argument("--no-cold", action="store_true", help="Skip the evicted-cache runs.")
     ap.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temp dir).")
+    ap.add_argument("--profile", action="store_true",
+                    help="Instead: profile one --jobs 1 run (CPU clock) and print the top lines.")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-udc-", dir=args.dir))
     try:
         root = make_tree(base, args.pairs, args.size)
         out = base / "out"
+        if args.profile:
+            floor(root)
+            profiler = cProfile.Profile(time.process_time)
+            profiler.runcall(prepare, root, out, 1, args.tonemap)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+            return
         src_mb = sum(p.stat().st_size for p in root.rglob("*.npy")) / 2**20
         results = {"pairs": args.pairs, "size": args.size, "tonemap": args.tonemap,
                    "source_mib": round(src_mb, 1), "load_average": os.getloadavg()[0]}

@@ -139,13 +139,16 @@ class GoproBlur(StrEnum):
 
 def _warn_then_note(notes: list[str], run: Callable[[], Any]) -> None:
     """Warn about ``notes`` before a long run and repeat them in its summary."""
+    from rich.markup import escape
+
     from lpie_data.console import err_console
 
     for note in notes:
-        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False,
+                          soft_wrap=True)
     summary = run()
     for note in notes:
-        console.print(f"  [yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     summary.notes.extend(notes)
 
 
@@ -331,7 +334,7 @@ def synth(
             overwrite=overwrite, progress=update,
         )
     for note in summary.notes:
-        console.print(f"  [yellow]note:[/] {note}")
+        console.print(f"  [yellow]note:[/] {escape(note)}")
     if summary.noop:
         console.print(f"[green]{out} is already complete[/] (same inputs and arguments): "
                       "nothing to do.")

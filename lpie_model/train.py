@@ -328,7 +328,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-class _Trainer:
+class Trainer:
     """The model, optimiser, checkpointed state and compiled steps of one run."""
 
     def __init__(self, recipe: Recipe, strategy: Any, run_dir: str, chief: bool) -> None:
@@ -427,7 +427,7 @@ def _input_baseline(val_ds: Any) -> tuple[float, float]:
     return psnr / n, ssim / n
 
 
-def _validate(trainer: _Trainer, val_ds: Any) -> tuple[float, float]:
+def _validate(trainer: Trainer, val_ds: Any) -> tuple[float, float]:
     """Mean validation PSNR and SSIM over all pairs (full size: one pair per global batch)."""
     dist = trainer.strategy.experimental_distribute_dataset(val_ds.batch(1))
     psnr, ssim, n = 0.0, 0.0, 0.0
@@ -439,7 +439,7 @@ def _validate(trainer: _Trainer, val_ds: Any) -> tuple[float, float]:
     return psnr / n, ssim / n
 
 
-def _log_images(trainer: _Trainer, images: list[tuple[Any, Any]], epoch: int) -> None:
+def _log_images(trainer: Trainer, images: list[tuple[Any, Any]], epoch: int) -> None:
     """input | output | target strips of a few validation pairs, into the current writer."""
     import tensorflow as tf
 
@@ -493,7 +493,7 @@ def train(
 
     import tensorflow as tf
 
-    trainer = _Trainer(recipe, strategy, run_dir, chief)
+    trainer = Trainer(recipe, strategy, run_dir, chief)
     resumed_from = 0
     if resume and trainer.manager.latest_checkpoint:
         trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
@@ -600,20 +600,42 @@ def train(
     )
 
 
-def _plateau(trainer: _Trainer, psnr: float, tr: Any) -> None:
-    """ReduceLROnPlateau on validation PSNR: multiply lr by the factor after `patience` epochs."""
-    state = trainer.state
-    if psnr > float(state["plateau_best"].numpy()) + tr.plateau_min_delta:
-        state["plateau_best"].assign(psnr)
-        state["plateau_wait"].assign(0)
-        return
-    state["plateau_wait"].assign_add(1)
-    if int(state["plateau_wait"].numpy()) >= tr.plateau_patience:
-        trainer.set_lr(max(trainer.lr * tr.plateau_factor, tr.min_lr))
-        state["plateau_wait"].assign(0)
+@dataclass(frozen=True)
+class PlateauState:
+    """Counters of the reduce-on-plateau rule: best PSNR seen, epochs since, learning rate."""
+
+    best: float
+    wait: int
+    lr: float
 
 
-def _write_summary(run_dir: str, trainer: _Trainer, recipe: Recipe, epochs_done: int,
+def plateau_step(state: PlateauState, psnr: float, tr: Any) -> PlateauState:
+    """One epoch of ReduceLROnPlateau on validation PSNR (``tr``: the [train] recipe).
+
+    A PSNR above ``best + plateau_min_delta`` resets the wait; otherwise after
+    ``plateau_patience`` epochs the rate is multiplied by ``plateau_factor`` (not below
+    ``min_lr``) and the wait starts again.
+    """
+    if psnr > state.best + tr.plateau_min_delta:
+        return PlateauState(psnr, 0, state.lr)
+    if state.wait + 1 >= tr.plateau_patience:
+        return PlateauState(state.best, 0, max(state.lr * tr.plateau_factor, tr.min_lr))
+    return PlateauState(state.best, state.wait + 1, state.lr)
+
+
+def _plateau(trainer: Trainer, psnr: float, tr: Any) -> None:
+    s = trainer.state
+    new = plateau_step(
+        PlateauState(float(s["plateau_best"].numpy()), int(s["plateau_wait"].numpy()), trainer.lr),
+        psnr, tr,
+    )
+    s["plateau_best"].assign(new.best)
+    s["plateau_wait"].assign(new.wait)
+    if new.lr != trainer.lr:
+        trainer.set_lr(new.lr)
+
+
+def _write_summary(run_dir: str, trainer: Trainer, recipe: Recipe, epochs_done: int,
                    input_psnr: float, input_ssim: float) -> None:
     best = float(trainer.value("best_psnr"))
     _write_json(storage.join(run_dir, SUMMARY_FILE), {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -190,11 +189,8 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
     assert r.exit_code == 1 and str(victim) in r.output
     assert not (out / "manifest.json").exists()
     victim.write_bytes(original)
-    items, _ = gopro.work_items(root)
-    arguments = json.loads((clean / "manifest.json").read_text())["arguments"]
-    summary = run_job(str(out), gopro.NAME, "prepare gopro", arguments, items, gopro.produce,
-                      jobs=1)
-    assert summary.items_resumed == 2
+    r = prepare(root, out)  # the same command again: resumes
+    assert r.exit_code == 0 and "2 resumed" in r.output, r.output
     assert tree_bytes(out) == tree_bytes(clean)
 
 
@@ -211,3 +207,8 @@ def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     assert outs[0] == outs[1]
     r = prepare(root, tmp_path / "cli2", jobs=2)
     assert r.exit_code == 0, r.output
+
+
+def test_help_ends_with_an_example() -> None:
+    r = runner.invoke(app, ["prepare", "gopro", "--help"])
+    assert r.exit_code == 0 and "Example: lpie-data prepare gopro" in r.output

@@ -157,3 +157,28 @@ def test_worker_failure_in_parallel_names_the_file(tmp_path, logs):
 def test_unknown_backend(tmp_path, logs):
     with pytest.raises(OutputError, match="unknown backend 'spark'; valid: loky, threading"):
         _run(tmp_path / "o", _items(logs), backend="spark")
+
+
+def test_worker_side_hash_gives_the_same_dataset(tmp_path, logs, monkeypatch):
+    ref = tmp_path / "ref"
+    _run(ref, _items(logs))
+    import lpie_data.jobs
+
+    monkeypatch.setattr(lpie_data.jobs, "HASH_IN_WORKER_BYTES", 0)  # workers hash every part
+    out = tmp_path / "out"
+    _run(out, _items(logs))
+    assert _files(out) == _files(ref)
+
+
+def test_part_without_its_record_file_is_redone(tmp_path, logs):
+    gate = tmp_path / "broken"
+    gate.write_text("")
+    out = tmp_path / "out"
+    with pytest.raises(DataError):
+        _run(out, _items(logs, gate=gate, bad=3))
+    (out / WORK_DIR / "part-000001.rec").unlink()  # e.g. lost in a crash
+    gate.unlink()
+    (logs / "second").mkdir()
+    summary = _run(out, _items(logs / "second", gate=gate, bad=3))
+    assert summary.items_resumed == 2
+    assert _ran(logs / "second") == ["item1", "item3", "item4", "item5"]

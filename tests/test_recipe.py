@@ -73,7 +73,8 @@ def test_smoke_recipe_synthesises_its_own_data() -> None:
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        ({"modle": {}, **ONE_DATASET}, "unknown key(s) modle; valid keys: model, data, train, synth"),
+        ({"modle": {}, **ONE_DATASET},
+         "unknown key(s) modle; valid keys: model, data, train, synth"),
         ({"train": {"epoch": 3}, **ONE_DATASET}, "train: unknown key(s) epoch; valid keys: epochs"),
         ({"data": {"datasets": [{"path": "a", "wieght": 2}]}},
          "data.datasets[0]: unknown key(s) wieght; valid keys: path, split, weight"),

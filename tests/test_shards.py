@@ -88,7 +88,7 @@ def test_shards_sized_by_bytes_and_named(tmp_path):
         data = (out / s["file"]).read_bytes()
         assert s["bytes"] == len(data) <= shard_bytes
         assert s["sha256"] == hashlib.sha256(data).hexdigest()
-    assert summary.splits == {"train": {"examples": 13, "bytes": sum(s["bytes"] for s in shards)}}
+    assert summary.splits == {"train": {"examples": 11, "bytes": sum(s["bytes"] for s in shards)}}
     assert sorted(os.listdir(out)) == sorted(["manifest.json", *(s["file"] for s in shards)])
     # Stored order is item order, then the producer's order inside an item.
     keys = [p.key for p in iter_pairs(str(out), "train")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -251,11 +250,8 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
     assert r.exit_code == 1 and str(victim) in r.output
     assert not (out / "manifest.json").exists()
     victim.write_bytes(original)
-    items, _ = udc.work_items(root, PATCH)
-    summary = run_job(str(out), udc.NAME, "prepare udc",
-                      json.loads((clean / "manifest.json").read_text())["arguments"],
-                      items, udc.produce, jobs=1)
-    assert summary.items_resumed == 1
+    r = prepare(root, out)  # the same command again: resumes
+    assert r.exit_code == 0 and "1 resumed" in r.output, r.output
     assert tree_bytes(out) == tree_bytes(clean)
 
 
@@ -294,3 +290,8 @@ def test_worker_rechecks_files_changed_after_planning(tmp_path: Path) -> None:
     save_npy(root / items[1].args.target, np.asfortranarray(gt.astype(np.float64)))
     expected = udc.reinhard_uint16(gt[:PATCH, :PATCH])
     np.testing.assert_array_equal(next(iter(udc.produce(items[1]))).target, expected)
+
+
+def test_help_ends_with_an_example() -> None:
+    r = runner.invoke(app, ["prepare", "udc", "--help"])
+    assert r.exit_code == 0 and "Example: lpie-data prepare udc" in r.output

@@ -160,6 +160,8 @@ def find_sources(paths: list[str]) -> list[SourceImage]:
         return [
             SourceImage(f"samples/{name}", "photo", str(p)) for name, p in sample_photos().items()
         ]
+    # Absolute paths: workers (a Dask cluster's included) may run in another folder.
+    paths = [str(p) if storage.is_remote(str(p)) else str(Path(p).resolve()) for p in paths]
     labels = _unique_labels([str(p) for p in paths])
     sources: list[SourceImage] = []
     for raw, label in zip(paths, labels, strict=True):

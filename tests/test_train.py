@@ -1,0 +1,258 @@
+"""Training: the smoke recipe learns, exact resume after a kill, mirrored strategy, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_data_pipeline import write_dataset
+from typer.testing import CliRunner
+
+from lpie_data.errors import ConfigError, OutputError
+from lpie_model.cli import app
+from lpie_model.recipe import Recipe, recipe_from_dict
+from lpie_model.train import PlateauState, TrainEvent, plateau_step, train
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def tiny_recipe(data: str, **train: object) -> Recipe:
+    """A very small network on the ramp fixture: a few seconds per run on 2 cores."""
+    return recipe_from_dict({
+        "model": {"widths": [8, 16, 8]},
+        "data": {"datasets": [{"path": data}], "batch_size": 4, "crop_schedule": [[1, 24]],
+                 "shuffle_buffer": 4},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "tensorboard_images": 0, "log_every": 1,
+                  **train},
+    })
+
+
+@pytest.fixture(scope="module")
+def ramps(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_dataset(tmp_path_factory.mktemp("train") / "ramps", train=8, val=2)
+
+
+def read_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def checkpoint_values(run: Path, epoch: int) -> dict[str, np.ndarray]:
+    """Every variable of a checkpoint: weights, Adam moments and step, lr, epoch, counters."""
+    import tensorflow as tf
+
+    path = str(run / "checkpoints" / f"ckpt-{epoch}")
+    return {name: tf.train.load_variable(path, name) for name, _ in tf.train.list_variables(path)
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def test_smoke_recipe_learns_and_fills_the_run_folder(tmp_path: Path) -> None:
+    run = tmp_path / "smoke"
+    result = runner.invoke(app, ["train", str(ROOT / "recipes/smoke.toml"), "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "best: epoch" in result.output and "best.weights.h5" in result.output
+
+    summary = json.loads((run / "summary.json").read_text())
+    epochs = summary["epochs"]
+    assert summary["status"] == "finished" and summary["epochs_done"] == epochs
+    # The network learns: clearly better than the degraded inputs (not a no-op).
+    assert summary["best_val_psnr"] > summary["input_val_psnr"] + 0.5, summary
+    assert summary["best_val_ssim"] > summary["input_val_ssim"] + 0.02, summary
+
+    rows = read_rows(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
+    assert max(float(r["val_psnr"]) for r in rows) == pytest.approx(summary["best_val_psnr"],
+                                                                     abs=1e-4)
+    for name in ("recipe.json", "model.json", "best.weights.h5", "data/manifest.json"):
+        assert (run / name).is_file(), name
+    for logs in ("train", "validation"):
+        assert list((run / "logs" / logs).iterdir())
+    assert (run / "checkpoints" / "checkpoint").is_file()
+
+    from lpie_model.lpienet import load_model
+
+    model = load_model(run)
+    out = model(np.full((1, 20, 28, 3), 0.5, np.float32)).numpy()
+    assert out.shape == (1, 20, 28, 3) and np.isfinite(out).all()
+
+    again = runner.invoke(app, ["train", str(ROOT / "recipes/smoke.toml"), "--out", str(run),
+                                "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"already trained {epochs} epochs" in again.output
+    assert len(read_rows(run)) == epochs
+
+    refused = runner.invoke(app, ["train", str(ROOT / "recipes/smoke.toml"), "--out", str(run)])
+    assert refused.exit_code == 1
+    assert "not empty" in refused.output and "--resume" in refused.output
+
+
+class Killed(Exception):
+    """Stands for the process being killed: raised from the progress callback mid-epoch."""
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path, ramps: str) -> None:
+    recipe = tiny_recipe(ramps, epochs=3)
+    straight = tmp_path / "straight"
+    train(recipe, straight)
+
+    def kill_in_epoch_2(event: TrainEvent) -> None:
+        if event.kind == "step" and event.epoch == 2 and event.step == 2:
+            raise Killed
+
+    killed = tmp_path / "killed"
+    with pytest.raises(Killed):
+        train(recipe, killed, progress=kill_in_epoch_2)
+    assert [r["epoch"] for r in read_rows(killed)] == ["1"]
+    # A kill can also land after an epoch's metrics row was written but before its checkpoint:
+    with open(killed / "metrics.csv", "a") as f:
+        f.write("2,24x24,0.002,9.9,99.0,0.99,99.0,1.0\n")
+
+    events: list[TrainEvent] = []
+    result = train(recipe, killed, resume=True, progress=events.append)
+    assert result.resumed_from == 1 and result.epochs_done == 3
+    assert [e.epoch for e in events if e.kind == "epoch"] == [2, 3]
+
+    assert without_time(read_rows(killed)) == without_time(read_rows(straight))
+    a, b = checkpoint_values(straight, 3), checkpoint_values(killed, 3)
+    assert a.keys() == b.keys() and len(a) > 20
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert json.loads((killed / "summary.json").read_text()) == json.loads(
+        (straight / "summary.json").read_text())
+
+
+def test_plateau_halves_the_rate_down_to_the_minimum() -> None:
+    tr = tiny_recipe("x", plateau_patience=2, lr=4e-6, min_lr=1e-6).train
+    s = PlateauState(best=30.0, wait=0, lr=4e-6)
+    s = plateau_step(s, 29.0, tr)
+    assert s == PlateauState(30.0, 1, 4e-6)
+    s = plateau_step(s, 30.0, tr)  # not better: patience reached
+    assert s == PlateauState(30.0, 0, 2e-6)
+    s = plateau_step(plateau_step(s, 1.0, tr), 1.0, tr)
+    assert s.lr == 1e-6
+    s = plateau_step(plateau_step(s, 1.0, tr), 1.0, tr)
+    assert s.lr == 1e-6  # never below min_lr
+    assert plateau_step(s, 30.5, tr) == PlateauState(30.5, 0, 1e-6)
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from lpie_model.recipe import recipe_from_dict
+    from lpie_model.train import train
+    recipe = json.loads(sys.argv[1])
+    replicas = {}
+    for strategy in ("default", "mirrored"):
+        recipe["train"]["strategy"] = strategy
+        train(recipe_from_dict(recipe), f"{sys.argv[2]}/{strategy}",
+              progress=lambda e: e.kind == "start" and replicas.setdefault(
+                  strategy, e.info["replicas"]))
+    print("REPLICAS", json.dumps(replicas))
+""")
+
+
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(
+    tmp_path: Path, ramps: str
+) -> None:
+    # Logical devices must be configured before TensorFlow initialises: a fresh process.
+    recipe = tiny_recipe(ramps, epochs=1).to_dict()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(recipe), str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    replicas = json.loads(proc.stdout.split("REPLICAS", 1)[1])
+    assert replicas == {"default": 1, "mirrored": 2}
+    # Global batch 4 = 2 replicas x 2: the same gradients up to summation order.
+    one = checkpoint_values(tmp_path / "default", 1)
+    two = checkpoint_values(tmp_path / "mirrored", 1)
+    assert one.keys() == two.keys()
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    assert without_time(read_rows(tmp_path / "default"))[0]["val_psnr"] == pytest.approx(
+        float(without_time(read_rows(tmp_path / "mirrored"))[0]["val_psnr"]), abs=1e-3)
+
+
+def test_a_batch_that_does_not_split_over_the_replicas_is_refused(tmp_path: Path) -> None:
+    script = MIRRORED.replace('("default", "mirrored")', '("mirrored",)')
+    recipe = tiny_recipe("unused").to_dict()
+    recipe["data"]["batch_size"] = 3
+    recipe["data"]["datasets"][0]["path"] = write_dataset(tmp_path / "ds", train=4, val=1)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(recipe), str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode != 0
+    assert "global batch 3 does not split evenly over 2 replicas" in proc.stderr
+
+
+def write_recipe(path: Path, text: str) -> str:
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[data.datasets]]\npath = "{tmp}/missing"\n', "missing: no such dataset folder"),
+        ('[[data.datasets]]\npath = "{ramps}"\nsplit = "test"\n', "no split 'test'"),
+        ('[data]\nval_split = "nope"\n[[data.datasets]]\npath = "{ramps}"\n',
+         "no split 'nope'"),
+        ('[data]\ncrop_schedule = [[1, 32], [5, 64]]\n[[data.datasets]]\npath = "{ramps}"\n',
+         "crop 64x64 (data.crop_schedule) is larger than its 'train' images (40x52)"),
+        ('[train]\nepochs = 2\nbogus = 1\n[[data.datasets]]\npath = "{ramps}"\n',
+         "train: unknown key(s) bogus; valid keys: epochs"),
+        ('[train]\nepochs = "2"\n[[data.datasets]]\npath = "{ramps}"\n',
+         "train.epochs: expected an integer"),
+        ("[model]\nvariant = 'base'\n", "no training data"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path: Path, ramps: str, body: str,
+                                         message: str) -> None:
+    recipe = write_recipe(tmp_path / "r.toml", body.format(tmp=tmp_path, ramps=ramps))
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", recipe, "--out", str(run)])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split()), result.output
+    assert not run.exists()  # nothing written, so a corrected rerun needs no --resume
+
+
+def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
+    from lpie_model.train import check_run_dir
+
+    recipe = tiny_recipe(ramps)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(OutputError, match="not empty; continue it with --resume"):
+        check_run_dir(recipe, str(tmp_path / "full"), resume=False)
+    (tmp_path / "empty").mkdir()
+    check_run_dir(recipe, str(tmp_path / "empty"), resume=False)
+    with pytest.raises(OutputError, match="nothing to resume"):
+        check_run_dir(recipe, str(tmp_path / "empty"), resume=True)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.json").write_text(json.dumps(recipe.to_dict()))
+    check_run_dir(recipe.replace_epochs(10), str(run), resume=True)  # train longer: allowed
+    other = tiny_recipe(ramps, lr=1e-4)
+    with pytest.raises(ConfigError, match=r"another recipe \(differs in train.lr\)"):
+        check_run_dir(other, str(run), resume=True)
+
+
+def test_train_help_ends_with_an_example() -> None:
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "Example: lpie-model train recipes/smoke.toml" in " ".join(result.output.split())
