@@ -292,6 +292,28 @@ class SourceSpace(StrEnum):
     linear = "linear"
 
 
+@app.command("extract")
+@handle_errors
+def extract(
+    path: Annotated[str, typer.Argument(help="Dataset folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the image files.")],
+    split: Annotated[str, typer.Option("--split", help="Split to read.")] = "train",
+    count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+) -> None:
+    """Write the first pairs of a split as image files: <key>_input / <key>_target.
+
+    8-bit data becomes 8-bit PNG, 16-bit data 16-bit PNG, float (linear HDR) data .npy.
+
+    Example: lpie-data extract demo/data --split validation --count 2 --out demo/inputs
+    """
+    from lpie_data.preview import extract_pairs
+
+    written = extract_pairs(path, split, out, count)
+    for f in written:
+        console.print(f"  {f}")
+    console.print(f"[green]wrote {len(written)} files to {out}[/]")
+
+
 @app.command("synth")
 @handle_errors
 def synth(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from lpie_data.dataset import iter_pairs
+from lpie_data.dataset import iter_pairs, split_info
 from lpie_data.errors import DataError
 
 
@@ -46,3 +48,31 @@ def contact_sheet(path: str, split: str, count: int = 4, height: int = 256,
               for r in rows]
     sheet = np.concatenate(padded, axis=0)[:-4]
     return (sheet * 255 + 0.5).astype(np.uint8)
+
+
+def extract_pairs(path: str, split: str, out: Path, count: int = 4) -> list[Path]:
+    """Write the first ``count`` pairs of ``split`` into ``out`` in their stored precision.
+
+    uint8 -> 8-bit PNG, uint16 -> 16-bit PNG, float16/float32 -> float32 .npy. File names are
+    the example key with '/' replaced by '__', plus ``_input`` / ``_target``.
+    Returns the written paths (inputs and targets interleaved).
+    """
+    from lpie_data.images import from_float, write_png
+
+    info = split_info(path, split)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for n, pair in enumerate(iter_pairs(path, split)):
+        if n == count:
+            break
+        stem = pair.key.replace("/", "__")
+        for which, img in (("input", pair.input), ("target", pair.target)):
+            dtype = info[f"{which}_dtype"]
+            if dtype in ("uint8", "uint16"):
+                f = out / f"{stem}_{which}.png"
+                write_png(f, from_float(img, np.dtype(dtype)))
+            else:
+                f = out / f"{stem}_{which}.npy"
+                np.save(f, img.astype(np.float32))
+            written.append(f)
+    return written
