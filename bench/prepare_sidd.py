@@ -12,7 +12,9 @@ times are realistic. Then, in the same run and on the same files, it times:
   encode, part files, shards, sha256, manifest), with ``--jobs 1`` and ``--jobs 2``; each run
   writes a fresh OUT.
 
-Each is timed ``--repeat`` times, median reported, with the sources in the page cache. Target:
+Each is timed ``--repeat`` times (the three interleaved), median reported, with the sources in
+the page cache; wall time and CPU time (this process + its finished worker processes) are both
+reported, since CPU time is less disturbed by other load on the machine. Target:
 prepare --jobs 1 <= 1.3 x floor, and --jobs 2 faster than --jobs 1.
 
     python bench/prepare_sidd.py --pairs 8 --repeat 3
@@ -100,18 +102,13 @@ def _stop_workers() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 
-def timed(fn: Callable[[], None], repeat: int, before: Callable[[], None]
-          ) -> tuple[list[float], list[float]]:
-    """(wall seconds, CPU seconds) of ``repeat`` runs of ``fn``."""
-    wall, cpu = [], []
-    for _ in range(repeat):
-        before()
-        c0, t0 = _cpu(), time.perf_counter()
-        fn()
-        _stop_workers()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(_cpu() - c0)
-    return wall, cpu
+def timed(fn: Callable[[], None], before: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``fn``."""
+    before()
+    c0, t0 = _cpu(), time.perf_counter()
+    fn()
+    _stop_workers()
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def main() -> None:
@@ -137,9 +134,17 @@ def main() -> None:
 
     floor(root)  # warm the page cache and the decoder once
     load_before = os.getloadavg()[0]
-    results = {"floor": timed(lambda: floor(root), args.repeat, lambda: None)}
-    for jobs in (1, 2):
-        results[f"jobs{jobs}"] = timed(lambda j=jobs: prepare(root, out, j), args.repeat, clean)
+    runs: dict[str, Callable[[], None]] = {
+        "floor": lambda: floor(root),
+        "jobs1": lambda: prepare(root, out, 1),
+        "jobs2": lambda: prepare(root, out, 2),
+    }
+    results: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in runs}
+    for _ in range(args.repeat):  # interleaved, so a change in machine load hits all three
+        for k, fn in runs.items():
+            wall_s, cpu_s = timed(fn, clean)
+            results[k][0].append(wall_s)
+            results[k][1].append(cpu_s)
     out_bytes = sum(p.stat().st_size for p in out.iterdir())
     tiles = json.loads((out / "manifest.json").read_text())["splits"]["train"]["examples"]
     shutil.rmtree(work)
