@@ -68,6 +68,8 @@ def run_and_report(
     extra_manifest: dict[str, Any] | None = None,
 ) -> Any:
     """Run a dataset job with a progress bar and print its summary (shared by all writers)."""
+    from rich.markup import escape
+
     from lpie_data.jobs import run_job
 
     with progress_bar(f"{command}", total=len(items)) as update:
@@ -77,7 +79,7 @@ def run_and_report(
             progress=update, extra_manifest=extra_manifest,
         )
     if summary.noop:
-        console.print(f"[green]{out} is already complete[/] (same inputs and arguments): "
+        console.print(f"[green]{escape(out)} is already complete[/] (same inputs and arguments): "
                       "nothing to do.", soft_wrap=True)
     resumed = f", {summary.items_resumed} resumed" if summary.items_resumed else ""
     for split, s in sorted(summary.splits.items()):
@@ -85,7 +87,7 @@ def run_and_report(
     for note in summary.notes:
         console.print(f"  [yellow]note:[/] {note}", soft_wrap=True)
     if not summary.noop:
-        console.print(f"[green]wrote {out}[/] from {summary.items} items{resumed} "
+        console.print(f"[green]wrote {escape(out)}[/] from {summary.items} items{resumed} "
                       f"in {summary.seconds:.1f} s", soft_wrap=True)
     return summary
 
@@ -113,15 +115,18 @@ def prepare_sidd(
     """
     from lpie_data.sources import sidd
 
-    stride = stride or tile
+    stride = tile if stride is None else stride
     # Absolute paths: workers (a Dask cluster's above all) may run in another folder.
     root, val_dir = root.resolve(), val_dir.resolve() if val_dir else None
     items = sidd.work_items(root, tile, stride, val_dir)
     arguments = {"root": str(root.resolve()), "tile": tile, "stride": stride,
                  "val_dir": str(val_dir.resolve()) if val_dir else None}
-    run_and_report(out=out, name=sidd.NAME, command="prepare sidd", arguments=arguments,
-                   items=items, produce=sidd.produce, jobs=jobs, backend=backend,
-                   scheduler=scheduler, shard_mb=shard_mb, overwrite=overwrite)
+    summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
+                             arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
+                             backend=backend, scheduler=scheduler, shard_mb=shard_mb,
+                             overwrite=overwrite)
+    if summary.noop:
+        return
     frames = sum(1 for it in items if it.split == "train")
     val = " and the validation blocks" if len(items) > frames else ""
     console.print(f"  from {frames} frame pairs (tile {tile}, stride {stride}){val}",
@@ -229,18 +234,22 @@ def inspect(
 
     Example: lpie-data inspect data/sidd --verify
     """
+    from rich.markup import escape
+
     from lpie_data.shards import read_manifest
     from lpie_data.shards import verify as verify_dataset
 
     m = read_manifest(path)
-    console.print(f"[bold]{path}[/]  {m['name']}  made by 'lpie-data {m['command']}' "
-                  f"(lpie {m['lpie_version']}, format {m['format_version']})")
+    console.print(f"[bold]{escape(path)}[/]  {m['name']}  made by 'lpie-data {m['command']}' "
+                  f"(lpie {m['lpie_version']}, format {m['format_version']})", soft_wrap=True,
+                  highlight=False)
     for split, e in sorted(m["splits"].items()):
         console.print(
             f"  {split:>10}: {e['examples']:>7} pairs in {len(e['shards'])} shard(s), "
             f"{human_bytes(e['bytes'])}; input {e['input_dtype']} "
-            f"[{e['input_range'][0]:.4g}, {e['input_range'][1]:.4g}], target "
-            f"{e['target_dtype']} [{e['target_range'][0]:.4g}, {e['target_range'][1]:.4g}]"
+            f"\\[{e['input_range'][0]:.4g}, {e['input_range'][1]:.4g}], target "
+            f"{e['target_dtype']} \\[{e['target_range'][0]:.4g}, {e['target_range'][1]:.4g}]",
+            soft_wrap=True, highlight=False,
         )
     if verify:
         total = sum(e["examples"] for e in m["splits"].values())

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lpie_data import storage
+from lpie_data.errors import DataError
 from lpie_data.records import SCALES, Pair, example_to_pair, read_records
 from lpie_data.shards import read_manifest, split_entry
 
@@ -19,7 +20,11 @@ def iter_pairs(path: str, split: str) -> Iterator[Pair]:
     entry = split_entry(read_manifest(path), split, path)
     for shard in entry["shards"]:
         fpath = storage.join(path, shard["file"])
-        with storage.open_file(fpath, "rb") as f:
+        try:
+            f = storage.open_file(fpath, "rb")
+        except OSError as e:
+            raise DataError(f"{fpath}: cannot read shard ({e.strerror or e})") from None
+        with f:
             for data in read_records(f, fpath):
                 yield example_to_pair(data)
 
@@ -41,8 +46,10 @@ def pair_dataset(
     """A ``tf.data.Dataset`` of dicts ``{"key": string, "input": float32 [H, W, 3],
     "target": float32 [H, W, 3], "meta": string (JSON)}``, parsed and decoded in-graph.
 
-    Shards are read in parallel (interleaved); with ``shuffle_files`` their order is shuffled
-    with ``seed``. Integer-stored images are scaled to [0, 1].
+    Shards are read in parallel, interleaved: one record from each of up to 8 shards in turn,
+    so the order is deterministic (unless ``deterministic=False``) but is the stored order only
+    when the split has a single shard; use ``key`` to match records. With ``shuffle_files`` the
+    shard order is shuffled with ``seed``. Integer-stored images are scaled to [0, 1].
     """
     import tensorflow as tf
 

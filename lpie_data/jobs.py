@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lpie_data import __version__, storage
-from lpie_data.errors import DataError, OutputError
+from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.records import Example, example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
@@ -195,6 +195,8 @@ def run_job(
     out = str(out)
     if backend not in BACKENDS:
         raise OutputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if jobs == 0:
+        raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
     if not items:
         raise DataError("nothing to do: no input items were found")
     seen: set[str] = set()
@@ -211,6 +213,8 @@ def run_job(
 
         for split, entry in read_manifest(out)["splits"].items():
             summary.splits[split] = {"examples": entry["examples"], "bytes": entry["bytes"]}
+        if storage.exists(storage.join(out, WORK_DIR)):  # killed between manifest and cleanup
+            storage.rmtree(storage.join(out, WORK_DIR))
         summary.seconds = time.perf_counter() - t0
         return summary
     work = storage.join(out, WORK_DIR)

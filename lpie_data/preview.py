@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.dataset import iter_pairs, split_info
-from lpie_data.errors import DataError
+from lpie_data.errors import ConfigError, DataError
 
 
 def _display(img: np.ndarray) -> np.ndarray:
@@ -32,6 +32,9 @@ def contact_sheet(path: str, split: str, count: int = 4, height: int = 256,
 
     Returns uint8 (rows * height + gaps) x W x 3.
     """
+    if count < 1 or height < 1 or gain <= 0:
+        raise ConfigError(f"preview needs count >= 1, height >= 1 and gain > 0 (got count "
+                          f"{count}, height {height}, gain {gain})")
     rows = []
     for pair in iter_pairs(path, split):
         inp, tgt = _display(pair.input), _display(pair.target)

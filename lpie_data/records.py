@@ -7,7 +7,7 @@ workers avoid the seconds-long TensorFlow import. TensorFlow reads these records
 
 Features of every record:
     key           bytes    unique example key
-    input, target bytes    raw C-order array H x W x 3 of the dtype below
+    input, target bytes    raw C-order little-endian array H x W x 3 of the dtype below
     input_dtype, target_dtype  bytes  "uint8" | "uint16" | "float16" | "float32"
     height, width int64
     meta          bytes    UTF-8 JSON object
@@ -97,12 +97,23 @@ def _check_image(ex: Example, which: str) -> np.ndarray:
     return arr
 
 
+def image_bytes(arr: np.ndarray) -> bytes:
+    """The C-order bytes of ``arr``: one copy (``tobytes``, also from a strided view), or none
+    when ``arr`` is exactly a ``bytes`` object seen as an array (``np.frombuffer(b)``)."""
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, bytes) and len(base) == arr.nbytes and arr.flags.c_contiguous:
+        return base  # C-contiguous and as long as the buffer: the whole buffer, in order
+    return arr.tobytes()
+
+
 def example_pieces(ex: Example) -> list[bytes]:
     """Serialise ``ex`` as a tf.train.Example, as a few pieces whose concatenation is the
     record (deterministic bytes: features in sorted name order, JSON meta with sorted keys).
 
-    Each image is copied once, by ``tobytes`` (C order, also from a strided view such as a tile
-    of a larger image); the pieces are written one after the other, never joined.
+    Each image is copied at most once (:func:`image_bytes`); the pieces are written one after
+    the other, never joined.
     """
     inp = _check_image(ex, "input")
     tgt = _check_image(ex, "target")
@@ -112,11 +123,11 @@ def example_pieces(ex: Example) -> list[bytes]:
     meta = json.dumps(ex.meta, sort_keys=True, separators=(",", ":")).encode()
     features = {
         "height": _int64_feature(h),
-        "input": _bytes_feature(inp.tobytes()),
+        "input": _bytes_feature(image_bytes(inp)),
         "input_dtype": _bytes_feature(inp.dtype.name.encode()),
         "key": _bytes_feature(ex.key.encode()),
         "meta": _bytes_feature(meta),
-        "target": _bytes_feature(tgt.tobytes()),
+        "target": _bytes_feature(image_bytes(tgt)),
         "target_dtype": _bytes_feature(tgt.dtype.name.encode()),
         "width": _int64_feature(w),
     }

@@ -171,15 +171,18 @@ def train_cmd(
                    console=err_console, disable=not err_console.is_terminal)
     task = bar.add_task("preparing", total=None, note="")
 
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+
     def report(e: TrainEvent) -> None:
         if e.kind == "synth":
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info
             start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
-            console.print(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} "
-                          f"replica(s); validation inputs: {i['input_val_psnr']:.2f} dB PSNR, "
-                          f"{i['input_val_ssim']:.4f} SSIM ({i['val_pairs']} pairs)")
+            say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
+            say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "
+                f"dB PSNR, {i['input_val_ssim']:.4f} SSIM")
         elif e.kind == "step":
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
                        total=e.steps, note=f"loss {e.loss:.4f}")
@@ -188,9 +191,9 @@ def train_cmd(
         elif e.kind == "epoch" and e.record is not None:
             r = e.record
             best = "  [green]best[/]" if e.improved else ""
-            console.print(f"epoch {r.epoch:>4}/{e.epochs}  crop {r.crop}  loss {r.train_loss:.4f}"
-                          f"  val {r.val_psnr:.2f} dB  SSIM {r.val_ssim:.4f}  lr {r.lr:.3g}"
-                          f"  {r.seconds:.0f} s{best}")
+            say(f"epoch {r.epoch}/{e.epochs}  {r.crop}  loss {r.train_loss:.4f}  "
+                f"PSNR {r.val_psnr:.2f}  SSIM {r.val_ssim:.4f}  lr {r.lr:.3g}  "
+                f"{r.seconds:.0f} s{best}")
 
     try:
         with bar:
@@ -200,14 +203,12 @@ def train_cmd(
                           f"--out {run_dir} --resume")
         raise typer.Exit(130) from None
     if result.epochs_done == result.resumed_from:
-        console.print(f"[green]{run_dir} had already trained {result.epochs_done} epochs[/]")
-    console.print(
-        f"[green]best: epoch {result.best_epoch}, validation {result.best_val_psnr:.2f} dB PSNR, "
-        f"{result.best_val_ssim:.4f} SSIM[/] (inputs: {result.input_val_psnr:.2f} dB, "
-        f"{result.input_val_ssim:.4f}); {result.seconds / 60:.1f} min\n"
-        f"model: {result.weights} (+ model.json)\n"
-        f"metrics: {run_dir}/metrics.csv; TensorBoard: tensorboard --logdir {run_dir}/logs"
-    )
+        say(f"[green]{run_dir} had already trained {result.epochs_done} epochs[/]")
+    say(f"[green]best: epoch {result.best_epoch}, {result.best_val_psnr:.2f} dB PSNR, "
+        f"{result.best_val_ssim:.4f} SSIM[/] (degraded inputs: {result.input_val_psnr:.2f} dB, "
+        f"{result.input_val_ssim:.4f}) after {result.seconds / 60:.1f} min")
+    say(f"model: {result.weights} + model.json")
+    say(f"metrics: {run_dir}/metrics.csv  TensorBoard: tensorboard --logdir {run_dir}/logs")
 
 
 @app.command("export")
@@ -219,7 +220,7 @@ def export_cmd(
     ],
     out: Annotated[Path, typer.Option("--out", help="The .tflite file to write.")],
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32, fp16 or int8 (int8 needs calibration).")
+        str, typer.Option("--precision", help="fp32, fp16 or int8 (int8 is calibrated).")
     ] = "fp32",
     size: Annotated[
         str | None,
@@ -227,7 +228,7 @@ def export_cmd(
     ] = None,
     calibration: Annotated[
         str | None,
-        typer.Option("--calibration", help="lpie dataset whose inputs calibrate int8 and check."),
+        typer.Option("--calibration", help="lpie dataset: int8 calibration and parity images."),
     ] = None,
     calibration_split: Annotated[
         str, typer.Option("--calibration-split", help="Split of --calibration to use.")
@@ -238,9 +239,9 @@ def export_cmd(
     io: Annotated[
         str, typer.Option("--io", help="float, or uint8 (int8 models: uint8 input and output).")
     ] = "float",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = (
-        False
-    ),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out.")
+    ] = False,
 ) -> None:
     """Export a trained LPIENet to TFLite (builtin ops only) and check it against Keras.
 
@@ -274,8 +275,10 @@ def export_cmd(
     else:
         parity = ex.sample_photos()
         if precision == "int8":
-            console.print("[yellow]int8: calibrating on sample photos; pass --calibration DATA "
-                          "for ranges that match your inputs[/]")
+            console.print(
+                "[yellow]int8: calibrating on sample photos; pass --calibration DATA "
+                "for ranges that match your inputs[/]"
+            )
             cal = ex.calibration_crops(
                 [image for _, image in parity],
                 count=calibration_count,
@@ -285,20 +288,26 @@ def export_cmd(
     with console.status(f"converting {model} to {precision} TFLite"):
         report = ex.export_tflite(
             net, out, precision=precision, size=fixed, io=io, calibration=cal,
-            parity_images=parity, overwrite=True,
+            parity_images=parity,
         )
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
-    console.print(f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
-                  f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}")
+    console.print(
+        f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
+        f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}"
+    )
     for row in p["images"]:
-        console.print(f"  {row['name']:<24} {row['size'][0]}x{row['size'][1]:<6} "
-                      f"max|diff| {row['max_abs_diff']:.2e}  PSNR vs fp32 {row['psnr_db']:.2f} dB")
+        console.print(
+            f"  {row['name']:<24} {row['size'][0]}x{row['size'][1]:<6} "
+            f"max|diff| {row['max_abs_diff']:.2e}  PSNR vs fp32 {row['psnr_db']:.2f} dB"
+        )
     t = p["target"]
     verdict = "[green]meets[/]" if p["passed"] else "[bold red]misses[/]"
     sign = "<=" if t["kind"] == "max" else ">="
-    console.print(f"parity {verdict} the target {t['quantity']} {sign} {t['bound']:g}; "
-                  f"report: {out.with_suffix('.json')}")
+    console.print(
+        f"parity {verdict} the target {t['quantity']} {sign} {t['bound']:g}; "
+        f"report: {out.with_suffix('.json')}"
+    )
 
 
 @app.command("benchmark")
@@ -328,9 +337,9 @@ def benchmark_cmd(
     no_latency: Annotated[
         bool, typer.Option("--no-latency", help="Only parameters and multiply-adds.")
     ] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write all results as JSON.")] = (
-        None
-    ),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write all results as JSON.")
+    ] = None,
 ) -> None:
     """Parameters, multiply-adds and TFLite latency/peak memory per input size and precision.
 
@@ -350,16 +359,17 @@ def benchmark_cmd(
 
     size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
     precisions = [] if no_latency else [p.strip() for p in precision.split(",") if p.strip()]
-    with progress_bar("benchmark") as update:
+    steps = 2 * len(size_list) * max(len(precisions), 1)
+    with progress_bar("benchmark", total=steps) as update:
         done = [0]
 
         def step(note: str) -> None:
             done[0] += 1
-            update(done[0], 2 * len(size_list) * len(precisions))
+            update(done[0])
 
         if model is not None and model.suffix == ".tflite":
             result = bm.benchmark_tflite_file(
-                model, sizes=size_list, threads=threads, runs=runs, warmup=warmup
+                model, sizes=size_list, threads=threads, runs=runs, warmup=warmup, progress=step
             )
         else:
             import keras

@@ -102,6 +102,7 @@ def convert(
     size: tuple[int, int] | None = None,
     io: str = "float",
     calibration: Iterable[np.ndarray] | None = None,
+    optimize: bool = True,
 ) -> bytes:
     """Converts a Keras LPIENet to a .tflite flatbuffer with builtin ops only.
 
@@ -113,14 +114,27 @@ def convert(
         io: "float" (float32 input/output) or "uint8" (int8 only: uint8 input/output, 0..255).
         calibration: for int8, representative float32 H x W x 3 images in [0, 1] (about 100);
             with `size`, each must be exactly that size.
+        optimize: export the faster graph that computes the same function (see
+            `rebuild_for_shape`): the head's gate on space-to-depth blocks, and for float
+            precisions the attention's spatial conv in concat form (int8 keeps the split form,
+            whose mean and max inputs then get their own quantization scales).
 
     Raises:
         ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
     """
-    import tensorflow as tf
-
     from lpie_model.lpienet import rebuild_for_shape
 
+    _check_options(precision, io, calibration)
+    h, w = size if size is not None else (None, None)
+    export_model = rebuild_for_shape(
+        model, h, w, fused_attention=optimize and precision != "int8", s2d_gate=optimize
+    )
+    return convert_keras(
+        export_model, precision=precision, size=size, io=io, calibration=calibration
+    )
+
+
+def _check_options(precision: str, io: str, calibration: Iterable[np.ndarray] | None) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if io not in IO_TYPES:
@@ -130,10 +144,20 @@ def convert(
     if precision == "int8" and calibration is None:
         raise ConfigError("precision 'int8' needs calibration images")
 
+
+def convert_keras(
+    export_model: Any,
+    *,
+    precision: str = "fp32",
+    size: tuple[int, int] | None = None,
+    io: str = "float",
+    calibration: Iterable[np.ndarray] | None = None,
+) -> bytes:
+    """Converts a Keras model as it is (already built for `size`, if given); see `convert`."""
+    import tensorflow as tf
+
+    _check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
-    # Float runtimes run the concat-form attention conv faster; int8 keeps the split form, whose
-    # mean and max inputs then get their own quantization scales.
-    export_model = rebuild_for_shape(model, h, w, fused_attention=precision != "int8")
     spec = tf.TensorSpec((1, h, w, 3) if size is not None else (None, None, None, 3), tf.float32)
     with tempfile.TemporaryDirectory(prefix="lpie-export-") as tmp:
         export_model.export(tmp, format="tf_saved_model", verbose=False, input_signature=[spec])

@@ -387,10 +387,12 @@ class Trainer:
             x, y = next(iterator)
             return strategy.reduce(sum_, strategy.run(replica_train, args=(x, y)), axis=None)
 
+        # Validation pairs go whole to every replica (full images differ in size, and an empty
+        # per-replica batch is not safe); each replica computes the same sums.
         @tf.function(reduce_retracing=True)
         def eval_step(x: Any, y: Any) -> Any:
             results = strategy.run(replica_eval, args=(x, y))
-            return [strategy.reduce(sum_, r, axis=None) for r in results]
+            return [strategy.experimental_local_results(r)[0] for r in results]
 
         @tf.function(reduce_retracing=True)
         def predict(x: Any) -> Any:
@@ -428,10 +430,9 @@ def _input_baseline(val_ds: Any) -> tuple[float, float]:
 
 
 def _validate(trainer: Trainer, val_ds: Any) -> tuple[float, float]:
-    """Mean validation PSNR and SSIM over all pairs (full size: one pair per global batch)."""
-    dist = trainer.strategy.experimental_distribute_dataset(val_ds.batch(1))
+    """Mean validation PSNR and SSIM over all pairs (each at its own size)."""
     psnr, ssim, n = 0.0, 0.0, 0.0
-    for x, y in dist:
+    for x, y in val_ds.batch(1):
         p, s, c = trainer.eval_step(x, y)
         psnr, ssim, n = psnr + float(p), ssim + float(s), n + float(c)
     if n == 0:
@@ -538,7 +539,7 @@ def train(
                                         "lower train.lr or check the data's value range")
                     total += loss
                     if step % tr.log_every == 0:
-                        tf.summary.scalar("loss", loss, step=int(trainer.optimizer.iterations))
+                        tf.summary.scalar("loss", loss, step=(epoch - 1) * steps + step)
                     progress(TrainEvent("step", epoch=epoch, epochs=tr.epochs, step=step,
                                         steps=steps, loss=total / step))
                 tf.summary.scalar("epoch_loss", total / steps, step=epoch)

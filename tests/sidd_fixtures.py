@@ -108,7 +108,8 @@ def write_mat_v5(path: Path, variable: str, array: np.ndarray) -> None:
     import scipy.io
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {variable: array}, do_compression=False)
+    # MATLAB's default `save` (-v7) is the MAT v5 container with zlib-compressed variables.
+    scipy.io.savemat(path, {variable: array}, do_compression=True)
 
 
 def _matlab_header() -> bytes:

@@ -128,3 +128,13 @@ def test_every_command_has_help_ending_with_an_example():
         assert lines[-1].startswith("Example: " + path), f"{path}: help must end with an example"
         r = runner.invoke(app, [*path.split()[1:], "--help"])
         assert r.exit_code == 0 and "Example:" in r.output, path
+
+
+def test_preview_bad_count_and_missing_shard(dataset, tmp_path):
+    r = runner.invoke(app, ["preview", str(dataset), "--count", "0", "--out",
+                            str(tmp_path / "s.png")])
+    assert r.exit_code == 1 and "count >= 1" in r.stderr
+    copy, shard = _damaged(dataset, tmp_path, "missing")
+    r = runner.invoke(app, ["preview", str(copy), "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 1 and f"{shard}: cannot read shard" in r.stderr
+    assert not (tmp_path / "s.png").exists()

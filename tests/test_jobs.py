@@ -182,3 +182,12 @@ def test_part_without_its_record_file_is_redone(tmp_path, logs):
     summary = _run(out, _items(logs / "second", gate=gate, bad=3))
     assert summary.items_resumed == 2
     assert _ran(logs / "second") == ["item1", "item3", "item4", "item5"]
+
+
+def test_stale_work_folder_removed_on_noop_rerun(tmp_path, logs):
+    out = tmp_path / "out"
+    _run(out, _items(logs))
+    (out / WORK_DIR).mkdir()  # as left by a run killed after writing its manifest
+    (out / WORK_DIR / "part-000000.rec").write_bytes(b"x")
+    assert _run(out, _items(logs)).noop
+    assert not (out / WORK_DIR).exists()

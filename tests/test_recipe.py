@@ -142,7 +142,7 @@ def test_integers_are_accepted_for_floats_and_model_overrides_pass_through() -> 
     r = recipe_from_dict({**ONE_DATASET, "train": {"lr": 1, "min_lr": 1},
                           "model": {"widths": [8, 16, 8], "activation": "relu"}})
     assert r.train.lr == 1.0 and isinstance(r.train.lr, float)
-    assert r.model.build_kwargs()["widths"] == (8, 16, 8)
+    assert r.model.build_kwargs()["widths"] == [8, 16, 8]
     assert r.model.build_kwargs()["activation"] == "relu"
 
 

@@ -14,6 +14,7 @@ from lpie_data.records import (
     encode_example,
     example_to_pair,
     frame_record,
+    image_bytes,
     read_records,
 )
 
@@ -156,3 +157,25 @@ def test_read_records_detects_damage():
 def test_malformed_record_is_a_data_error():
     with pytest.raises(DataError, match="malformed record"):
         example_to_pair(b"")
+
+
+def test_image_bytes_copies_at_most_once():
+    b = bytes(range(72))
+    arr = np.frombuffer(b, np.uint8).reshape(4, 6, 3)
+    assert image_bytes(arr) is b  # an array over a bytes object: used as it is
+    assert image_bytes(arr[1:3]) == arr[1:3].tobytes()  # part of it: copied
+    assert image_bytes(arr[:, 2:4]) == np.ascontiguousarray(arr[:, 2:4]).tobytes()  # strided
+    assert image_bytes(arr[::-1]) == arr[::-1].tobytes()
+    assert image_bytes(np.frombuffer(b, np.uint16).reshape(3, 4, 3)) is b
+    ex = Example("k", arr, arr[::-1], {"source": "s", "box": [0, 0, 4, 6]})
+    np.testing.assert_array_equal(example_to_pair(encode_example(ex)).target,
+                                  arr[::-1].astype(np.float32) * np.float32(SCALES["uint8"]))
+
+
+def test_big_endian_arrays_are_stored_little_endian():
+    little = np.arange(4 * 5 * 3, dtype="<u2").reshape(4, 5, 3) * 1000
+    big = little.astype(">u2")
+    assert big.dtype.name == "uint16"  # same dtype name, other byte order
+    a = Example("k", little, little, {"source": "s", "box": [0, 0, 4, 5]})
+    b = Example("k", big, big, {"source": "s", "box": [0, 0, 4, 5]})
+    assert encode_example(a) == encode_example(b)

@@ -353,3 +353,14 @@ def test_manifest_is_json_with_sorted_keys(medium, tmp_path):
     text = (out / "manifest.json").read_text()
     assert json.loads(text)["format"] == "lpie-pairs"
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["--stride", "0"], "bad tiling: tile 32, stride 0"),
+    (["--stride", "40"], "bad tiling: tile 32, stride 40"),
+    (["--jobs", "0"], "jobs must be a number of workers >= 1"),
+])
+def test_bad_options(medium, tmp_path, extra, text):
+    r = prepare(medium, tmp_path / "out", *extra)
+    assert r.exit_code == 1 and text in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()

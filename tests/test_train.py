@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from test_data_pipeline import write_dataset
 from typer.testing import CliRunner
 
+from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
 from lpie_model.cli import app
 from lpie_model.recipe import Recipe, recipe_from_dict
@@ -40,22 +42,26 @@ def ramps(tmp_path_factory: pytest.TempPathFactory) -> str:
     return write_dataset(tmp_path_factory.mktemp("train") / "ramps", train=8, val=2)
 
 
-def read_rows(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv") as f:
-        return list(csv.DictReader(f))
+def read_rows(run: Path | str) -> list[dict[str, str]]:
+    with storage.open_file(storage.join(str(run), "metrics.csv"), "rb") as f:
+        return list(csv.DictReader(io.StringIO(f.read().decode())))
 
 
 def without_time(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def checkpoint_values(run: Path, epoch: int) -> dict[str, np.ndarray]:
-    """Every variable of a checkpoint: weights, Adam moments and step, lr, epoch, counters."""
+def checkpoint_values(run: Path | str, epoch: int) -> dict[str, np.ndarray]:
+    """Every variable of the run's latest checkpoint (checked to be ``epoch``'s): weights, Adam
+    moments and step, learning rate, epoch, plateau counters, best PSNR."""
     import tensorflow as tf
 
-    path = str(run / "checkpoints" / f"ckpt-{epoch}")
-    return {name: tf.train.load_variable(path, name) for name, _ in tf.train.list_variables(path)
-            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    # The folder, not its ckpt-N prefix: ram:// takes a prefix of file names for a folder.
+    reader = tf.train.load_checkpoint(storage.join(str(run), "checkpoints"))
+    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+              if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert values["epoch/.ATTRIBUTES/VARIABLE_VALUE"] == epoch
+    return values
 
 
 def test_smoke_recipe_learns_and_fills_the_run_folder(tmp_path: Path) -> None:
@@ -104,8 +110,13 @@ class Killed(Exception):
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path, ramps: str) -> None:
     recipe = tiny_recipe(ramps, epochs=3)
-    straight = tmp_path / "straight"
+    # The uninterrupted run goes to a non-local filesystem (TensorFlow's in-memory ram://),
+    # as runs on gs:// would.
+    straight = f"ram://lpie-tests/{tmp_path.name}/straight"
     train(recipe, straight)
+    for name in ("recipe.json", "model.json", "best.weights.h5", "summary.json",
+                 "checkpoints/checkpoint"):
+        assert storage.exists(storage.join(straight, name)), name
 
     def kill_in_epoch_2(event: TrainEvent) -> None:
         if event.kind == "step" and event.epoch == 2 and event.step == 2:
@@ -129,8 +140,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path, ramps:
     assert a.keys() == b.keys() and len(a) > 20
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert json.loads((killed / "summary.json").read_text()) == json.loads(
-        (straight / "summary.json").read_text())
+    with storage.open_file(storage.join(straight, "summary.json"), "rb") as f:
+        assert json.loads((killed / "summary.json").read_text()) == json.loads(f.read())
 
 
 def test_plateau_halves_the_rate_down_to_the_minimum() -> None:
@@ -183,8 +194,8 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(
     assert one.keys() == two.keys()
     for name in one:
         np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    assert without_time(read_rows(tmp_path / "default"))[0]["val_psnr"] == pytest.approx(
-        float(without_time(read_rows(tmp_path / "mirrored"))[0]["val_psnr"]), abs=1e-3)
+    psnr = [float(read_rows(tmp_path / s)[0]["val_psnr"]) for s in ("default", "mirrored")]
+    assert psnr[0] == pytest.approx(psnr[1], abs=1e-3)
 
 
 def test_a_batch_that_does_not_split_over_the_replicas_is_refused(tmp_path: Path) -> None:
@@ -204,13 +215,18 @@ def write_recipe(path: Path, text: str) -> str:
     return str(path)
 
 
+FITS = "[data]\ncrop_schedule = [[1, 32]]\n"  # crops that fit the 40x52 fixture
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[[data.datasets]]\npath = "{tmp}/missing"\n', "missing: no such dataset folder"),
-        ('[[data.datasets]]\npath = "{ramps}"\nsplit = "test"\n', "no split 'test'"),
-        ('[data]\nval_split = "nope"\n[[data.datasets]]\npath = "{ramps}"\n',
-         "no split 'nope'"),
+        (FITS + '[[data.datasets]]\npath = "{tmp}/missing"\n', "missing: no such dataset folder"),
+        (FITS + '[[data.datasets]]\npath = "{ramps}"\nsplit = "test"\n',
+         "no split 'test' (splits: train, validation)"),
+        (FITS + 'val_split = "nope"\n[[data.datasets]]\npath = "{ramps}"\n', "no split 'nope'"),
+        (FITS + 'val_path = "{tmp}/gone"\n[[data.datasets]]\npath = "{ramps}"\n',
+         "gone: no such dataset folder"),
         ('[data]\ncrop_schedule = [[1, 32], [5, 64]]\n[[data.datasets]]\npath = "{ramps}"\n',
          "crop 64x64 (data.crop_schedule) is larger than its 'train' images (40x52)"),
         ('[train]\nepochs = 2\nbogus = 1\n[[data.datasets]]\npath = "{ramps}"\n',
@@ -228,6 +244,20 @@ def test_bad_input_fails_before_training(tmp_path: Path, ramps: str, body: str,
     assert result.exit_code == 1
     assert message in " ".join(result.output.split()), result.output
     assert not run.exists()  # nothing written, so a corrected rerun needs no --resume
+
+
+def test_a_split_without_examples_fails_before_training(tmp_path: Path, ramps: str) -> None:
+    import shutil
+
+    data = tmp_path / "empty-split"
+    shutil.copytree(ramps, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["splits"]["validation"]["examples"] = 0
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    recipe = write_recipe(tmp_path / "r.toml", FITS + f'[[data.datasets]]\npath = "{data}"\n')
+    result = runner.invoke(app, ["train", recipe, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "split 'validation' has no examples" in " ".join(result.output.split())
 
 
 def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:

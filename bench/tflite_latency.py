@@ -1,0 +1,228 @@
+"""TFLite latency of LPIENet export variants: a plain build against this project's export.
+
+Two steps, so that timing can run on a machine without TensorFlow (only ai-edge-litert + numpy):
+
+    # 1. export the variants (needs TensorFlow): fixed-size models per size and variant
+    python bench/tflite_latency.py make build/latency --sizes 256x256,800x800,1080x1920
+    # 2. time them: interleaved rounds, each model at each thread count, median and min
+    python bench/tflite_latency.py time build/latency --threads 1,2 --json latency.json
+    # 3. a Markdown table from one or more JSON results
+    python bench/tflite_latency.py table latency.json
+
+Variants (base network, seeded random weights; speed does not depend on the weight values):
+    plain      the straightforward build: attention's spatial conv on concat[mean, max],
+               gate in the pixel domain, fp32; the "plain build" of docs/reference (33 ms at
+               256x256 on this project's 2-core machine at the interpreter's default threads)
+    split      the training graph as is (attention conv split into mean and max parts), fp32
+    export     what `lpie-model export --precision fp32 --size HxW` writes (concat attention,
+               gate on space-to-depth blocks), fp32
+    export-fp16, export-int8, split-int8   the same at other precisions (int8 calibrated on
+               4 sample-photo fits: enough for timing, not for quality)
+
+Every variant computes the same function; `make` checks each fp32/fp16 file against Keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ("plain", "split", "export", "export-fp16", "export-int8", "split-int8")
+
+
+def make(folder: Path, sizes: list[tuple[int, int]], variants: list[str]) -> None:
+    import keras
+    import numpy as np
+
+    from lpie_model import export as ex
+    from lpie_model.lpienet import build_lpienet, rebuild_for_shape
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    model = build_lpienet("base")
+    photos = [img for _, img in ex.sample_photos()]
+    for h, w in sizes:
+        x = ex.fit_to_size(photos[0], (h, w))
+        want = model(x[None]).numpy()[0]
+        calibration = [ex.fit_to_size(photos[i % 3], (h, w)) for i in range(4)]
+        for variant in variants:
+            if variant == "plain":
+                net = rebuild_for_shape(model, h, w, fused_attention=True)
+                content = ex.convert_keras(net, size=(h, w))
+            elif variant == "split":
+                content = ex.convert(model, size=(h, w), optimize=False)
+            elif variant == "split-int8":
+                content = ex.convert(
+                    model, precision="int8", size=(h, w), calibration=calibration, optimize=False
+                )
+            else:
+                precision = {"export": "fp32", "export-fp16": "fp16", "export-int8": "int8"}[
+                    variant
+                ]
+                content = ex.convert(
+                    model,
+                    precision=precision,
+                    size=(h, w),
+                    calibration=calibration if precision == "int8" else None,
+                )
+            path = folder / f"{variant}-{h}x{w}.tflite"
+            path.write_bytes(content)
+            got = ex.TFLiteRunner(content)(x)
+            diff = float(np.abs(got - want).max())
+            print(
+                f"{path.name}: {len(content)} bytes, max|TFLite - Keras| = {diff:.2e}", flush=True
+            )
+
+
+def time_folder(
+    folder: Path,
+    threads: list[int | None],
+    rounds: int,
+    runs: int,
+    warmup: int,
+    cpus: list[int] | None,
+    pattern: str = "*.tflite",
+) -> dict:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    files = sorted(folder.glob(pattern))
+    interpreters = {}
+    for path in files:
+        for t in threads:
+            it = Interpreter(model_path=str(path), num_threads=t)
+            it.allocate_tensors()
+            inp = it.get_input_details()[0]
+            rng = np.random.default_rng(0)
+            if inp["dtype"] == np.float32:
+                x = rng.random(inp["shape"], dtype=np.float32)
+            else:
+                info = np.iinfo(inp["dtype"])
+                x = rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"])
+            it.set_tensor(inp["index"], x)
+            interpreters[(path.name, t)] = it
+    times: dict[tuple[str, int | None], list[float]] = {k: [] for k in interpreters}
+    # Interleaved rounds: every model runs in every round, so that a slow spell on a shared
+    # machine hits all variants alike instead of one.
+    for r in range(rounds):
+        for key, it in interpreters.items():
+            for _ in range(warmup if r == 0 else 0):
+                it.invoke()
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                it.invoke()
+                times[key].append(time.perf_counter() - t0)
+        print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    cpu = platform.processor()
+    try:
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "pinned_cpus": cpus,
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rounds": rounds,
+        "runs_per_round": runs,
+        "results": [
+            {
+                "file": name,
+                "threads": t,
+                "median_s": statistics.median(v),
+                "min_s": min(v),
+                "n": len(v),
+            }
+            for (name, t), v in times.items()
+        ],
+    }
+
+
+def table(paths: list[Path]) -> str:
+    lines = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        m = data["machine"]
+        lines.append(
+            f"\n{path.name}: {m['cpu']}, {m['cores']} cores, pinned {m['pinned_cpus']}, "
+            f"load at end {[round(v, 1) for v in m['load_avg_at_end']]}\n"
+        )
+        lines.append("| model | threads | median (s) | min (s) |")
+        lines.append("| --- | ---: | ---: | ---: |")
+        for r in sorted(data["results"], key=lambda r: (r["file"], str(r["threads"]))):
+            lines.append(
+                f"| {r['file']} | {r['threads'] or 'default'} | {r['median_s']:.4f} | "
+                f"{r['min_s']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        h, w = part.lower().split("x")
+        out.append((int(h), int(w)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("make", help="export the variants (needs TensorFlow)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--sizes", default="256x256,800x800,1080x1920")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p = sub.add_parser("time", help="time every .tflite file in a folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--threads", default="default,1,2", help="comma list; 'default' = not set")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--runs", type=int, default=3, help="timed runs per model per round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--cpus", default=None, help="pin to these CPU ids, e.g. 0,1")
+    p.add_argument("--glob", default="*.tflite", help="which files of the folder")
+    p.add_argument("--json", type=Path, default=None)
+    p = sub.add_parser("table", help="Markdown table of JSON results")
+    p.add_argument("json", type=Path, nargs="+")
+    args = parser.parse_args()
+    if args.cmd == "make":
+        make(args.folder, _sizes(args.sizes), args.variants.split(","))
+    elif args.cmd == "time":
+        threads = [None if t == "default" else int(t) for t in args.threads.split(",")]
+        cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
+        result = time_folder(
+            args.folder, threads, args.rounds, args.runs, args.warmup, cpus, args.glob
+        )
+        text = json.dumps(result, indent=2)
+        if args.json:
+            args.json.write_text(text + "\n")
+        print(table_from(result))
+    else:
+        print(table(args.json))
+
+
+def table_from(result: dict) -> str:
+    rows = ["| model | threads | median (s) | min (s) |", "| --- | ---: | ---: | ---: |"]
+    for r in sorted(result["results"], key=lambda r: (r["file"], str(r["threads"]))):
+        rows.append(
+            f"| {r['file']} | {r['threads'] or 'default'} | {r['median_s']:.4f} | "
+            f"{r['min_s']:.4f} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

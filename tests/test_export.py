@@ -1,0 +1,156 @@
+"""TFLite export: dynamic and fixed sizes, builtin ops only, fp16/int8 parity, the CLI."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from typer.testing import CliRunner
+
+from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_model import build_lpienet
+from lpie_model import export as ex
+from lpie_model.cli import app
+from lpie_model.lpienet import save_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    # Seeded initial weights: parity targets are met without any training.
+    keras.utils.set_random_seed(0)
+    return build_lpienet("base")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return ex.sample_photos()
+
+
+def test_parse_size():
+    assert ex.parse_size("1080x1920") == (1080, 1920)
+    assert ex.parse_size(" 64X48 ") == (64, 48)
+    for bad in ("64", "0x5", "axb", "64x48x3"):
+        with pytest.raises(ConfigError, match="HxW"):
+            ex.parse_size(bad)
+
+
+def test_dynamic_export_runs_at_any_size(model, tmp_path):
+    out = tmp_path / "model.tflite"
+    report = ex.export_tflite(model, out, parity_images=[("ramp", _ramp(40, 56))])
+    assert report["input_size"] is None and report["params"] == 133_652
+    assert report["parity"]["passed"] and report["parity"]["max_abs_diff"] <= 1e-4
+    assert json.loads(out.with_suffix(".json").read_text())["ops"] == report["ops"]
+    assert "CUSTOM" not in report["ops"] and not any(o.startswith("Flex") for o in report["ops"])
+    runner = ex.TFLiteRunner(out)
+    assert runner.input_size is None
+    rng = np.random.default_rng(0)
+    for hw in [(37, 53), (64, 96)]:
+        x = rng.random((*hw, 3), dtype=np.float32)
+        got = runner(x)
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, model(x[None]).numpy()[0], atol=1e-4)
+
+
+def test_fixed_size_export(model):
+    content = ex.convert(model, size=(32, 48))
+    runner = ex.TFLiteRunner(content)
+    assert runner.input_size == (32, 48)
+    # A multiple of 4 exports without pad/slice ops, and without shape arithmetic.
+    assert not {"PAD", "SLICE", "STRIDED_SLICE", "SHAPE"} & set(ex.op_names(content))
+    x = _ramp(32, 48)
+    np.testing.assert_allclose(runner(x), model(x[None]).numpy()[0], atol=1e-4)
+    with pytest.raises(DataError, match="takes only 32x48"):
+        runner(_ramp(32, 32))
+
+
+def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
+    size = (64, 64)
+    fp16 = ex.export_tflite(model, tmp_path / "fp16.tflite", precision="fp16", size=size)
+    assert fp16["parity"]["passed"], fp16["parity"]
+    assert fp16["parity"]["min_psnr_db"] >= 50
+    calibration = ex.calibration_crops([img for _, img in photos], count=24, crop=size, per_image=8)
+    int8 = ex.export_tflite(
+        model,
+        tmp_path / "int8.tflite",
+        precision="int8",
+        size=size,
+        io="uint8",
+        calibration=calibration,
+    )
+    assert int8["parity"]["passed"], int8["parity"]
+    assert int8["parity"]["min_psnr_db"] >= 35
+    assert int8["bytes"] < fp16["bytes"]
+    runner = ex.TFLiteRunner(tmp_path / "int8.tflite")
+    assert runner.interpreter.get_input_details()[0]["dtype"] == np.uint8
+    y = runner(ex.fit_to_size(photos[0][1], size))
+    assert y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
+
+
+def test_option_errors(model, tmp_path):
+    with pytest.raises(ConfigError, match="needs precision 'int8'"):
+        ex.convert(model, io="uint8")
+    with pytest.raises(ConfigError, match="calibration"):
+        ex.convert(model, precision="int8")
+    with pytest.raises(ConfigError, match="valid: fp32, fp16, int8"):
+        ex.convert(model, precision="bf16")
+    with pytest.raises(OutputError, match=".tflite"):
+        ex.export_tflite(model, tmp_path / "model.bin")
+
+
+class _Cumprod(keras.layers.Layer):
+    def call(self, x):
+        return tf.math.cumprod(x, axis=1)
+
+
+def test_non_builtin_ops_are_refused():
+    inp = keras.Input((4, 4, 3))
+    flexy = keras.Model(inp, _Cumprod()(inp))
+    with pytest.raises(ex.ExportError, match="Cumprod"):
+        ex.convert_keras(flexy, size=(4, 4))
+    # A file that does contain a Flex op (converted with SELECT_TF_OPS) is named as such.
+    fn = tf.function(lambda x: tf.math.cumprod(x, axis=1))
+    concrete = fn.get_concrete_function(tf.TensorSpec((1, 4, 4), tf.float32))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    content = converter.convert()
+    assert ex.op_names(content) == ["FlexCumprod"]
+    with pytest.raises(ex.ExportError, match="FlexCumprod"):
+        ex.check_builtin_ops(content)
+
+
+def test_fit_and_calibration_crops_are_deterministic():
+    image = np.arange(20 * 30 * 3, dtype=np.float32).reshape(20, 30, 3)
+    assert ex.fit_to_size(image, (10, 40)).shape == (10, 40, 3)
+    np.testing.assert_array_equal(ex.fit_to_size(image, (10, 30)), image[5:15])
+    a = ex.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
+    b = ex.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
+    assert len(a) == 3 and all(x.shape == (8, 8, 3) for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_cli_export(model, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save_weights(run / "best.weights.h5")
+    save_config(run, variant="base")
+    out = tmp_path / "m.tflite"
+    args = ["export", str(run), "--out", str(out), "--size", "32x32", "--precision", "fp16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "meets" in result.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["precision"] == "fp16" and report["input_size"] == [32, 32]
+    assert report["build"]["variant"] == "base"
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    bad = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "x.tflite")])
+    assert bad.exit_code == 1 and "best.weights.h5" in bad.output
+
+
+def _ramp(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([x / w, y / h, (x + y) / (h + w)], axis=-1)
