@@ -23,9 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def machine() -> dict[str, Any]:
     import tensorflow as tf
 
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "gpus": gpus, "tensorflow": tf.__version__, "python": platform.python_version()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "tensorflow": tf.__version__,
+            "python": platform.python_version(), "load_average_1min": load}
 
 
 def make_trainer(variant: str = "base", batch: int = 4) -> Any:

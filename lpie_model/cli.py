@@ -146,7 +146,7 @@ def train_cmd(
     """Train LPIENet as RECIPE says: per-epoch validation, checkpoints, best model, TensorBoard.
 
     The run folder gets best.weights.h5 + model.json (the best epoch by validation PSNR),
-    metrics.csv, logs/ (TensorBoard) and checkpoints/. A recipe with a [synth] table first
+    metrics.csv, logs/ (TensorBoard) and checkpoints/. A recipe with a "synth" table first
     synthesises its dataset into RUN/data. A new run needs an empty or missing --out.
 
     Example: lpie-model train recipes/smoke.toml --out runs/smoke

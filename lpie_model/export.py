@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -213,13 +214,14 @@ class TFLiteRunner:
 
     Takes float32 images in [0, 1] (H x W x 3 or B x H x W x 3) and returns the same shape, float32.
     Dynamic-size models are resized to each input; fixed-size models need inputs of their size.
-    uint8 I/O models get the input quantized and the output dequantized here.
+    uint8 I/O models get the input quantized and the output dequantized here. `num_threads`
+    defaults to all CPU cores (the interpreter's own default is one thread).
     """
 
     def __init__(self, model: bytes | str | Path, num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        kwargs: dict[str, Any] = {"num_threads": num_threads}
+        kwargs: dict[str, Any] = {"num_threads": num_threads or os.cpu_count() or 1}
         if isinstance(model, bytes):
             kwargs["model_content"] = model
         else:

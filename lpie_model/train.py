@@ -1,33 +1,16 @@
 """Training LPIENet from a recipe: a custom loop under a tf.distribute strategy, with exact resume.
 
-Run directory layout (``RUN``; any path ``tf.io.gfile`` understands)::
-
-    RUN/recipe.json        the resolved recipe (what --resume checks against)
-    RUN/model.json         build options of the network (read by lpie_model.load_model)
-    RUN/best.weights.h5    weights of the epoch with the best validation PSNR
-    RUN/metrics.csv        one row per finished epoch (epoch, crop, lr, loss, val PSNR/SSIM, ...)
-    RUN/summary.json       progress and the best epoch so far (status running | finished)
-    RUN/checkpoints/       tf.train.Checkpoint of the last finished epochs: weights, Adam state,
-                           learning rate, epoch, plateau counters, best PSNR
-    RUN/logs/{train,validation}/   TensorBoard event files
-    RUN/data/              the synthesised dataset (recipes with a [synth] table only)
-
 Every epoch is a pure function of (recipe, epoch, state at its start): the data pipeline draws
-from stateless seeds keyed by (seed, epoch) and, with ``train.deterministic``, TensorFlow's ops are
-deterministic, so a run killed at any point and resumed ends with the same weights and the same
-metrics rows as an uninterrupted one.
+from stateless seeds keyed by (seed, epoch) and, with ``train.deterministic``, TensorFlow's ops
+are deterministic, so a run killed at any point and resumed ends with the same weights and the
+same metrics rows as an uninterrupted one. The run directory is described in `lpie_model.rundir`.
 
 The library never prints: ``progress`` receives :class:`TrainEvent`s.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
-import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lpie_data import storage
-from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.errors import ConfigError, DataError
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
@@ -44,18 +27,25 @@ from lpie_model.data import (
     training_dataset,
     validation_dataset,
 )
-from lpie_model.recipe import DatasetRef, Recipe, recipe_from_dict
+from lpie_model.recipe import DatasetRef, Recipe
+from lpie_model.rundir import (
+    CHECKPOINT_DIR,
+    DATA_DIR,
+    LOG_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    RECIPE_FILE,
+    SUMMARY_FILE,
+    WEIGHTS_FILE,
+    check_run_dir,
+    read_metrics,
+    resolve_paths,
+    write_json,
+    write_metrics,
+    write_model_json,
+)
+from lpie_model.strategies import STRATEGIES, is_chief
 
-RECIPE_FILE = "recipe.json"
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "best.weights.h5"
-METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
-CHECKPOINT_DIR = "checkpoints"
-LOG_DIR = "logs"
-DATA_DIR = "data"
-CSV_FIELDS = ("epoch", "crop", "lr", "train_loss", "val_psnr", "val_ssim", "best_val_psnr",
-              "seconds")
 TB_IMAGE_SIDE = 256  # validation images in TensorBoard are centre crops of at most this side
 
 
@@ -128,182 +118,35 @@ class TrainResult:
 Progress = Callable[[TrainEvent], None]
 
 
-# --------------------------------------------------------------------------- strategies
-
-
-def _default_strategy(recipe: Recipe) -> Any:
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy()
-
-
-def _mirrored_strategy(recipe: Recipe) -> Any:
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy()
-
-
-def _multiworker_strategy(recipe: Recipe) -> Any:
-    import tensorflow as tf
-
-    if not os.environ.get("TF_CONFIG"):
-        raise ConfigError(
-            "train.strategy = 'multiworker' needs the TF_CONFIG environment variable on every "
-            "worker (cluster addresses and this worker's task); see docs/readme/training.md"
-        )
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def _tpu_strategy(recipe: Recipe) -> Any:
-    import tensorflow as tf
-
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=recipe.train.tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise ConfigError(f"train.strategy = 'tpu': no TPU found (train.tpu = "
-                          f"{recipe.train.tpu!r}): {e}") from None
-    return tf.distribute.TPUStrategy(resolver)
-
-
-STRATEGIES: dict[str, Callable[[Recipe], Any]] = {
-    "default": _default_strategy,
-    "mirrored": _mirrored_strategy,
-    "multiworker": _multiworker_strategy,
-    "tpu": _tpu_strategy,
-}
-
-
-def _is_chief(strategy: Any) -> bool:
-    """True where this process writes the run's files (always, except multi-worker non-chiefs)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return True
-    jobs = resolver.cluster_spec().as_dict()
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if not jobs or task_type is None:
-        return True
-    if "chief" in jobs:
-        return task_type == "chief"
-    return task_type == "worker" and task_id == 0
-
-
-# --------------------------------------------------------------------------- run directory
-
-
-def resolve_paths(recipe: Recipe) -> Recipe:
-    """The recipe with local relative paths made absolute (from the current folder)."""
-
-    def absolute(p: str) -> str:
-        return p if not p or storage.is_remote(p) else str(Path(p).resolve())
-
-    data = recipe.data
-    data = dataclasses.replace(
-        data,
-        datasets=tuple(dataclasses.replace(d, path=absolute(d.path)) for d in data.datasets),
-        val_path=absolute(data.val_path),
-        synth_sources=tuple(absolute(p) for p in data.synth_sources),
-        synth_psfs=tuple(absolute(p) for p in data.synth_psfs),
-    )
-    return dataclasses.replace(recipe, data=data)
-
-
-def _read_json(path: str) -> Any:
-    with storage.open_file(path, "rb") as f:
-        return json.loads(f.read())
-
-
-def _write_json(path: str, data: Any) -> None:
-    storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-
-
-def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
-    """Checks ``run_dir`` can take this run (nothing is written).
-
-    A new run needs a missing or empty folder. ``resume`` needs a run made with the same recipe
-    (only ``train.epochs`` may differ, to train longer). Raises OutputError / ConfigError.
-    """
-    recipe_path = storage.join(run_dir, RECIPE_FILE)
-    if resume:
-        if not storage.exists(recipe_path):
-            raise OutputError(f"{run_dir}: nothing to resume (no {RECIPE_FILE}); "
-                              "start it without --resume")
-        saved = recipe_from_dict(_read_json(recipe_path), recipe_path)
-        changed = [k for k in saved.differences(recipe) if k != "train.epochs"]
-        if changed:
-            raise ConfigError(
-                f"{run_dir} was started with another recipe (differs in {', '.join(changed)}); "
-                "resume it with its own recipe, or train into a new --out"
-            )
-    elif storage.exists(run_dir):
-        if not storage.isdir(run_dir):
-            raise OutputError(f"{run_dir}: exists and is not a folder")
-        if storage.listdir(run_dir):
-            raise OutputError(
-                f"{run_dir}: exists and is not empty; continue it with --resume or choose "
-                "another --out"
-            )
-
-
-def _write_model_json(run_dir: str, recipe: Recipe) -> None:
-    from lpie_model.lpienet import build_kwargs
-
-    kwargs = recipe.model.build_kwargs()
-    build_kwargs(kwargs, "model")
-    if "widths" in kwargs:
-        kwargs["widths"] = list(kwargs["widths"])
-    _write_json(storage.join(run_dir, MODEL_FILE), kwargs)
-
-
-def _read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:
-    """Rows of an existing metrics.csv for epochs <= last_epoch (later rows were not saved)."""
-    if not storage.exists(path):
-        return []
-    with storage.open_file(path, "rb") as f:
-        rows = list(csv.DictReader(io.StringIO(f.read().decode())))
-    return [r for r in rows if int(r["epoch"]) <= last_epoch]
-
-
-def _write_metrics(path: str, rows: list[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    storage.write_atomic(path, buf.getvalue().encode())
-
-
 # --------------------------------------------------------------------------- data
 
 
-def synthesise_data(
-    recipe: Recipe, run_dir: str, progress: Progress | None = None
-) -> tuple[tuple[DatasetRef, ...], str, str]:
-    """Training sources and the validation (path, split) of a recipe.
-
-    With a ``[synth]`` table the dataset is written into ``RUN/data`` first (resumed if killed,
-    reused when complete).
-    """
+def data_sources(recipe: Recipe, run_dir: str) -> tuple[tuple[DatasetRef, ...], str, str]:
+    """Training sources and the validation (path, split) of a recipe (``RUN/data`` for a
+    recipe with a ``[synth]`` table)."""
     data = recipe.data
     if recipe.synth is None:
-        val_path = data.val_path or data.datasets[0].path
-        return data.datasets, val_path, data.val_split
-    from lpie_data.synth import synthesize_dataset
-
+        return data.datasets, data.val_path or data.datasets[0].path, data.val_split
     out = storage.join(run_dir, DATA_DIR)
+    return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
+
+
+def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
+    """Writes the ``[synth]`` dataset into ``RUN/data`` (resumed if killed, a no-op when done)."""
+    from lpie_data.synth import synthesize_dataset
 
     def report(done: int, total: int) -> None:
         if progress:
             progress(TrainEvent("synth", done=done, total=total))
 
+    data = recipe.data
+    if recipe.synth is None:
+        return
     synthesize_dataset(
-        recipe.synth, list(data.synth_sources), list(data.synth_psfs), out,
-        seed=data.synth_seed, val_fraction=data.synth_val_fraction, progress=report,
+        recipe.synth, list(data.synth_sources), list(data.synth_psfs),
+        storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
+        val_fraction=data.synth_val_fraction, progress=report,
     )
-    return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
-
-
-# --------------------------------------------------------------------------- training
 
 
 def _check_data(
@@ -317,6 +160,9 @@ def _check_data(
         raise DataError(f"{val_path}: validation images of {val_info.height}x{val_info.width} "
                         f"are too small for SSIM (need 11x11)")
     return infos
+
+
+# --------------------------------------------------------------------------- training
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -415,8 +261,8 @@ class Trainer:
         return self.state[name].numpy()
 
 
-def _input_baseline(val_ds: Any) -> tuple[float, float]:
-    """Mean PSNR and SSIM of the validation inputs against their targets."""
+def _input_baseline(val_ds: Any) -> tuple[float, float, int]:
+    """Mean PSNR and SSIM of the validation inputs against their targets, and the pair count."""
     import tensorflow as tf
 
     from lpie_model.metrics import psnr_tf, ssim_tf
@@ -426,7 +272,9 @@ def _input_baseline(val_ds: Any) -> tuple[float, float]:
         psnr += float(tf.reduce_sum(psnr_tf(y, x)))
         ssim += float(tf.reduce_sum(ssim_tf(y, x)))
         n += int(tf.shape(x)[0])
-    return psnr / n, ssim / n
+    if n == 0:
+        raise DataError("the validation split produced no pairs")
+    return psnr / n, ssim / n, n
 
 
 def _validate(trainer: Trainer, val_ds: Any) -> tuple[float, float]:
@@ -472,12 +320,13 @@ def train(
     recipe = resolve_paths(recipe)
     data, tr = recipe.data, recipe.train
     check_run_dir(recipe, run_dir, resume)
-    if recipe.synth is None:  # check given datasets before writing anything
-        infos = _check_data(recipe, *synthesise_data(recipe, run_dir))
+    sources, val_path, val_split = data_sources(recipe, run_dir)
+    if recipe.synth is None:  # given datasets are checked before anything is written
+        infos = _check_data(recipe, sources, val_path, val_split)
     storage.makedirs(run_dir)
-    _write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
-    sources, val_path, val_split = synthesise_data(recipe, run_dir, progress)
+    write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
+        synthesise(recipe, run_dir, progress)
         infos = _check_data(recipe, sources, val_path, val_split)
 
     _seed_everything(tr.seed, tr.deterministic)
@@ -488,7 +337,7 @@ def train(
             f"data.batch_size: the global batch {data.batch_size} does not split evenly over "
             f"{replicas} replicas of strategy {tr.strategy!r}"
         )
-    chief = _is_chief(strategy)
+    chief = is_chief(strategy)
     examples = sum(i.examples for i in infos)
     steps = tr.steps_per_epoch or max(1, examples // data.batch_size)
 
@@ -500,13 +349,13 @@ def train(
         trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
         resumed_from = int(trainer.value("epoch"))
     if chief:
-        _write_model_json(run_dir, recipe)
+        write_model_json(run_dir, recipe)
     metrics_path = storage.join(run_dir, METRICS_FILE)
-    rows = _read_metrics(metrics_path, resumed_from) if chief else []
+    rows = read_metrics(metrics_path, resumed_from) if chief else []
 
     val_ds = validation_dataset(val_path, val_split, crop=data.val_crop,
                                 max_examples=data.val_max_examples)
-    input_psnr, input_ssim = _input_baseline(val_ds)
+    input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
     tb_images = list(val_ds.take(tr.tensorboard_images)) if tr.tensorboard_images else []
     if chief:
         writers = {name: tf.summary.create_file_writer(storage.join(run_dir, LOG_DIR, name))
@@ -516,7 +365,7 @@ def train(
     progress(TrainEvent("start", epoch=resumed_from, epochs=tr.epochs, steps=steps, info={
         "replicas": replicas, "examples": examples, "resumed_from": resumed_from,
         "input_val_psnr": input_psnr, "input_val_ssim": input_ssim,
-        "val_pairs": sum(1 for _ in val_ds), "chief": chief,
+        "val_pairs": val_pairs, "chief": chief,
     }))
 
     try:
@@ -574,7 +423,7 @@ def train(
             )
             if chief:
                 rows.append(record.row())
-                _write_metrics(metrics_path, rows)
+                write_metrics(metrics_path, rows)
             # The checkpoint marks the epoch finished; a kill before it redoes the epoch, and
             # resume drops its metrics row (epochs after the checkpoint's are not kept).
             trainer.state["epoch"].assign(epoch)
@@ -583,6 +432,13 @@ def train(
                 _write_summary(run_dir, trainer, recipe, epoch, input_psnr, input_ssim)
             progress(TrainEvent("epoch", epoch=epoch, epochs=tr.epochs, steps=steps,
                                 record=record, improved=improved))
+    except tf.errors.UnimplementedError as e:
+        if "determinis" not in str(e).lower():
+            raise
+        raise ConfigError(
+            f"an operation has no deterministic implementation on this device ({e.message}); "
+            "set [train] deterministic = false (resume is then exact only up to rounding)"
+        ) from None
     finally:
         for w in writers.values():
             w.close()
@@ -639,7 +495,7 @@ def _plateau(trainer: Trainer, psnr: float, tr: Any) -> None:
 def _write_summary(run_dir: str, trainer: Trainer, recipe: Recipe, epochs_done: int,
                    input_psnr: float, input_ssim: float) -> None:
     best = float(trainer.value("best_psnr"))
-    _write_json(storage.join(run_dir, SUMMARY_FILE), {
+    write_json(storage.join(run_dir, SUMMARY_FILE), {
         "status": "finished" if epochs_done >= recipe.train.epochs else "running",
         "epochs_done": epochs_done,
         "epochs": recipe.train.epochs,

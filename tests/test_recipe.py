@@ -167,6 +167,6 @@ def test_load_recipe_names_the_file(tmp_path: Path) -> None:
 
 
 def test_every_strategy_has_a_factory() -> None:
-    from lpie_model.train import STRATEGIES as FACTORIES
+    from lpie_model.strategies import STRATEGIES as FACTORIES
 
     assert tuple(FACTORIES) == STRATEGIES

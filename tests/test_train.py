@@ -261,7 +261,7 @@ def test_a_split_without_examples_fails_before_training(tmp_path: Path, ramps: s
 
 
 def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
-    from lpie_model.train import check_run_dir
+    from lpie_model.rundir import check_run_dir
 
     recipe = tiny_recipe(ramps)
     (tmp_path / "full").mkdir()
@@ -280,6 +280,12 @@ def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
     other = tiny_recipe(ramps, lr=1e-4)
     with pytest.raises(ConfigError, match=r"another recipe \(differs in train.lr\)"):
         check_run_dir(other, str(run), resume=True)
+
+
+def test_run_files_are_the_ones_load_model_reads() -> None:
+    from lpie_model import lpienet, rundir
+
+    assert (rundir.WEIGHTS_FILE, rundir.MODEL_FILE) == (lpienet.WEIGHTS_FILE, lpienet.CONFIG_FILE)
 
 
 def test_train_help_ends_with_an_example() -> None:
