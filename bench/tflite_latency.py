@@ -95,9 +95,13 @@ def time_folder(
     if cpus:
         os.sched_setaffinity(0, cpus)
     files = sorted(folder.glob(pattern))
-    interpreters = {}
-    for path in files:
-        for t in threads:
+    keys = [(path, t) for path in files for t in threads]
+    times: dict[tuple[str, int | None], list[float]] = {(p.name, t): [] for p, t in keys}
+    # Interleaved rounds: every model runs in every round, so that a slow spell on a shared
+    # machine hits all variants alike instead of one. Interpreters are made per round (each
+    # 4K fp32 model holds gigabytes), with `warmup` untimed runs each time.
+    for r in range(rounds):
+        for path, t in keys:
             it = Interpreter(model_path=str(path), num_threads=t)
             it.allocate_tensors()
             inp = it.get_input_details()[0]
@@ -108,18 +112,13 @@ def time_folder(
                 info = np.iinfo(inp["dtype"])
                 x = rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"])
             it.set_tensor(inp["index"], x)
-            interpreters[(path.name, t)] = it
-    times: dict[tuple[str, int | None], list[float]] = {k: [] for k in interpreters}
-    # Interleaved rounds: every model runs in every round, so that a slow spell on a shared
-    # machine hits all variants alike instead of one.
-    for r in range(rounds):
-        for key, it in interpreters.items():
-            for _ in range(warmup if r == 0 else 0):
+            for _ in range(warmup):
                 it.invoke()
             for _ in range(runs):
                 t0 = time.perf_counter()
                 it.invoke()
-                times[key].append(time.perf_counter() - t0)
+                times[(path.name, t)].append(time.perf_counter() - t0)
+            del it
         print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     cpu = platform.processor()
     try:

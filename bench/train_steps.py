@@ -76,21 +76,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--variant", default="base")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="enable TensorFlow op determinism, as recipes do by default")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
 
+    if args.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     trainer = make_trainer(args.variant, args.batch)
     results = []
     for crop in args.crops:
         sps = steps_per_second(trainer, crop, args.batch, args.steps)
         results.append({"crop": crop, "batch": args.batch, "steps_per_s": sps,
                         "examples_per_s": sps * args.batch, "s_per_step": 1 / sps})
-    report = {"machine": machine(), "variant": args.variant, "results": results}
+    report = {"machine": machine(), "variant": args.variant,
+              "deterministic": args.deterministic, "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"machine: {report['machine']}")
-    print(f"LPIENet {args.variant}, Adam, loss alpha*SSIM + L1 + beta*Grad, batch {args.batch}")
+    print(f"LPIENet {args.variant}, Adam, loss alpha*SSIM + L1 + beta*Grad, batch {args.batch}, "
+          f"op determinism {'on' if args.deterministic else 'off'}")
     print("| crop | steps/s | s/step | examples/s |")
     print("|---|---|---|---|")
     for r in results:

@@ -31,13 +31,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def quiet_tensorflow(verbose: bool = False) -> None:
+_STATE = {"verbose": False}
+
+
+def quiet_tensorflow(verbose: bool | None = None) -> None:
     """Silence TensorFlow's C++ and absl logging unless ``verbose`` (call before importing TF).
 
     TensorFlow 2.21 prints start-up lines from C++ before its log level applies, so the
     process's file descriptor 2 is pointed at /dev/null while Python's ``sys.stderr`` keeps
     writing to the real terminal: our own messages and tracebacks still show.
     """
+    if verbose is None:
+        verbose = _STATE["verbose"]
+    _STATE["verbose"] = verbose
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -20,6 +20,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's own logging.")]
+    = False,
+) -> None:
+    quiet_tensorflow(verbose)
+
+
 ModelArg = Annotated[
     Path,
     typer.Argument(

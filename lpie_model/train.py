@@ -432,6 +432,14 @@ def train(
                 _write_summary(run_dir, trainer, recipe, epoch, input_psnr, input_ssim)
             progress(TrainEvent("epoch", epoch=epoch, epochs=tr.epochs, steps=steps,
                                 record=record, improved=improved))
+    except tf.errors.InvalidArgumentError as e:
+        if "smaller than the" not in e.message:
+            raise
+        paths = ", ".join(src.path for src in sources)
+        raise DataError(
+            f"{paths}: a training image is smaller than the {crop[0]}x{crop[1]} crop of epoch "
+            f"{epoch} (only the first pair's size is checked before training); use smaller crops"
+        ) from None
     except tf.errors.UnimplementedError as e:
         if "determinis" not in str(e).lower():
             raise
