@@ -33,7 +33,7 @@ def _multiworker_strategy(recipe: Recipe) -> Any:
     if not os.environ.get("TF_CONFIG"):
         raise ConfigError(
             "train.strategy = 'multiworker' needs the TF_CONFIG environment variable on every "
-            "worker (cluster addresses and this worker's task); see docs/readme/training.md"
+            "worker (cluster addresses and this worker's task); see the README, 'Scaling out'"
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
 

@@ -345,8 +345,10 @@ def train(
 
     trainer = Trainer(recipe, strategy, run_dir, chief)
     resumed_from = 0
-    if resume and trainer.manager.latest_checkpoint:
-        trainer.checkpoint.restore(trainer.manager.latest_checkpoint).assert_existing_objects_matched()
+    # Every worker restores from the run's shared checkpoints (non-chiefs save elsewhere).
+    latest = tf.train.latest_checkpoint(storage.join(run_dir, CHECKPOINT_DIR)) if resume else None
+    if latest:
+        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
         resumed_from = int(trainer.value("epoch"))
     if chief:
         write_model_json(run_dir, recipe)
