@@ -212,7 +212,7 @@ def benchmark(
             macs = count_macs(model, h, w)
             for precision in precisions:
                 row = BenchRow(h, w, precision, macs)
-                note(f"export {precision} {w}x{h}")
+                note(f"export {precision} {h}x{w}")
                 calibration = None
                 if precision == "int8":
                     photos = [img for _, img in ex.sample_photos()]
@@ -225,7 +225,7 @@ def benchmark(
                 )
                 path = folder / f"lpienet-{precision}-{h}x{w}.tflite"
                 path.write_bytes(content)
-                note(f"time {precision} {w}x{h}")
+                note(f"time {precision} {h}x{w}")
                 result = measure_tflite(path, threads=threads, runs=runs, warmup=warmup)
                 row.median_s, row.min_s, row.times_s = (
                     result["median_s"],
@@ -272,7 +272,7 @@ def benchmark_tflite_file(
     note = progress or (lambda _: None)
     rows = []
     for h, w in [fixed] if fixed else sizes:
-        note(f"time {path.name} {w}x{h}")
+        note(f"time {path.name} {h}x{w}")
         result = measure_tflite(
             path, threads=threads, runs=runs, warmup=warmup, size=None if fixed else (h, w)
         )
