@@ -341,7 +341,9 @@ def benchmark_cmd(
         int | None, typer.Option("--threads", min=1, help="Interpreter threads (default: all).")
     ] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 5,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 2,
+    warmup: Annotated[
+        int, typer.Option("--warmup", min=0, help="Untimed runs first (at least 2 s).")
+    ] = 2,
     no_latency: Annotated[
         bool, typer.Option("--no-latency", help="Only parameters and multiply-adds.")
     ] = False,

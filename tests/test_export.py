@@ -9,6 +9,8 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.jobs import WorkItem, run_job
+from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
 from lpie_model.cli import app
@@ -132,19 +134,50 @@ def test_fit_and_calibration_crops_are_deterministic():
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_cli_export(model, tmp_path):
+def _produce(item: WorkItem):
+    """Pairs cut from the sample photos, stored as uint8 like a real 8-bit dataset."""
+    image = dict(ex.sample_photos())[item.args["photo"]]
+    y, x = item.args["at"]
+    target = (image[y : y + 40, x : x + 40] * 255).round().astype(np.uint8)
+    noisy = np.clip(target.astype(np.int16) + (np.arange(40) % 3 - 1)[:, None, None] * 6, 0, 255)
+    yield Example(item.key, noisy.astype(np.uint8), target, {"source": "t", "box": [y, x, 40, 40]})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "photos"
+    items = [
+        WorkItem(f"{name}-{i}", "train", {"photo": name, "at": [60 * i, 90 * i]})
+        for i, name in enumerate(["astronaut", "coffee", "chelsea"])
+    ]
+    run_job(str(out), "photos", "test", {}, items, _produce, jobs=1)
+    return out
+
+
+def test_dataset_calibration(dataset):
+    crops = ex.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
+    assert len(crops) == 5 and all(c.shape == (32, 32, 3) and c.dtype == np.float32 for c in crops)
+    again = ex.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
+    assert all(np.array_equal(a, b) for a, b in zip(crops, again, strict=True))
+    assert [k for k, _ in ex.dataset_inputs(dataset, "train", 2)] == ["astronaut-0", "coffee-1"]
+    with pytest.raises(DataError):
+        ex.dataset_calibration(dataset, "test")
+
+
+def test_cli_export_int8_with_dataset(model, dataset, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model.save_weights(run / "best.weights.h5")
     save_config(run, variant="base")
     out = tmp_path / "m.tflite"
-    args = ["export", str(run), "--out", str(out), "--size", "32x32", "--precision", "fp16"]
+    args = ["export", str(run), "--out", str(out), "--size", "32x32", "--precision", "int8"]
+    args += ["--calibration", str(dataset), "--calibration-count", "12"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "meets" in result.output
+    assert "meets" in result.output and "astronaut-0" in result.output
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["precision"] == "fp16" and report["input_size"] == [32, 32]
-    assert report["build"]["variant"] == "base"
+    assert report["precision"] == "int8" and report["input_size"] == [32, 32]
+    assert report["build"]["variant"] == "base" and report["parity"]["passed"]
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "--overwrite" in again.output
     bad = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "x.tflite")])
