@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from lpie_data import storage
 from lpie_data.console import console, err_console, handle_errors, progress_bar, quiet_tensorflow
 
 app = typer.Typer(
@@ -226,7 +227,9 @@ def export_cmd(
         Path,
         typer.Argument(exists=True, help="A training run folder, a .weights.h5 or a .keras file."),
     ],
-    out: Annotated[Path, typer.Option("--out", help="The .tflite file to write.")],
+    out: Annotated[
+        str, typer.Option("--out", help="The .tflite file to write (or a gs://, ram:// URL).")
+    ],
     precision: Annotated[
         str, typer.Option("--precision", help="fp32, fp16 or int8 (int8 is calibrated).")
     ] = "fp32",
@@ -269,7 +272,7 @@ def export_cmd(
         raise typer.BadParameter(f"valid: {', '.join(ex.PRECISIONS)}", param_hint="--precision")
     if io not in ex.IO_TYPES:
         raise typer.BadParameter(f"valid: {', '.join(ex.IO_TYPES)}", param_hint="--io")
-    if out.exists() and not overwrite:
+    if storage.exists(out) and not overwrite:
         raise typer.BadParameter(f"{out} exists (add --overwrite)", param_hint="--out")
     net = load_model(model)
     crop = fixed or (ex.CALIBRATION_CROP, ex.CALIBRATION_CROP)
@@ -314,7 +317,7 @@ def export_cmd(
     sign = "<=" if t["kind"] == "max" else ">="
     console.print(
         f"parity {verdict} the target {t['quantity']} {sign} {t['bound']:g}; "
-        f"report: {out.with_suffix('.json')}"
+        f"report: {out[: -len('.tflite')]}.json"
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
 from lpie_model.metrics import psnr
 
@@ -456,23 +457,23 @@ def export_tflite(
     Raises:
         ConfigError, ExportError (see `convert`); OutputError: `out` cannot be written.
     """
-    out = Path(out)
-    report_path = out.with_suffix(".json")
-    if out.suffix != ".tflite":
+    out = str(out)
+    if not out.endswith(".tflite"):
         raise OutputError(f"{out}: the output file must end in .tflite")
-    if not overwrite and out.exists():
+    report_path = out[: -len(".tflite")] + ".json"
+    if not overwrite and storage.exists(out):
         raise OutputError(f"{out}: exists (pass overwrite to replace it)")
-    if not out.parent.is_dir():
-        raise OutputError(f"{out.parent}: no such directory")
+    if not storage.is_remote(out) and not Path(out).resolve().parent.is_dir():
+        raise OutputError(f"{Path(out).parent}: no such directory")
     content = convert(model, precision=precision, size=size, io=io, calibration=calibration)
     try:
-        out.write_bytes(content)
+        storage.write_atomic(out, content)
     except OSError as e:
         raise OutputError(f"{out}: cannot write ({e})") from None
     images = parity_images if parity_images is not None else sample_photos()
     config = getattr(model, "lpie_config", None)
     report = {
-        "model": out.name,
+        "model": storage.basename(out),
         "precision": precision,
         "io": io,
         "input_size": list(size) if size is not None else None,
@@ -483,7 +484,7 @@ def export_tflite(
         "parity": parity_report(model, content, precision, images, num_threads=num_threads),
     }
     try:
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        storage.write_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
     except OSError as e:
         raise OutputError(f"{report_path}: cannot write ({e})") from None
     return report

@@ -39,14 +39,14 @@ class ModelRecipe:
     widths: stage widths overriding the variant (odd length: encoders then decoders).
     activation: ``elu`` (released code) or ``relu`` (paper figure).
     dw_kernel: depthwise kernel size (odd).
-    irb_second_input: ``y`` (figure) or ``m`` (released Keras code).
+    irb_second_input: ``m`` (released Keras code; the default, int8-friendlier) or ``y`` (figure).
     """
 
     variant: str = "base"
     widths: tuple[int, ...] | None = None
     activation: str = "elu"
     dw_kernel: int = 3
-    irb_second_input: str = "y"
+    irb_second_input: str = "m"
 
     def __post_init__(self) -> None:
         from lpie_model.lpienet import build_kwargs  # the one place that knows valid options

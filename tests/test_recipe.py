@@ -37,7 +37,7 @@ def test_defaults_follow_the_paper() -> None:
     assert r.train.strategy == "default"
     assert r.model.variant == "base"
     assert r.model.build_kwargs() == {
-        "variant": "base", "activation": "elu", "dw_kernel": 3, "irb_second_input": "y"
+        "variant": "base", "activation": "elu", "dw_kernel": 3, "irb_second_input": "m"
     }
     assert r.data.datasets == (DatasetRef("data/x", "train", 1.0),)
 
