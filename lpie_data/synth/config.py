@@ -39,7 +39,7 @@ def _as_range(value: Any, key: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Parameters of y = gamma(C(x * k + n)); see docs/readme/synth.md for each key.
+    """Parameters of y = gamma(C(x * k + n)); see the README's `[synth]` config table for each key.
 
     crop: side of the square crops in pixels (smaller sources give smaller crops).
     pairs_per_image: crops drawn from each source image.
