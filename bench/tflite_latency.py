@@ -89,8 +89,9 @@ def time_folder(
     cpus: list[int] | None,
     pattern: str = "*.tflite",
 ) -> dict:
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
+
+    from lpie_model.benchmark import random_input
 
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -105,13 +106,7 @@ def time_folder(
             it = Interpreter(model_path=str(path), num_threads=t)
             it.allocate_tensors()
             inp = it.get_input_details()[0]
-            rng = np.random.default_rng(0)
-            if inp["dtype"] == np.float32:
-                x = rng.random(inp["shape"], dtype=np.float32)
-            else:
-                info = np.iinfo(inp["dtype"])
-                x = rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"])
-            it.set_tensor(inp["index"], x)
+            it.set_tensor(inp["index"], random_input(inp))
             for _ in range(warmup):
                 it.invoke()
             for _ in range(runs):

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from lpie_data.console import (
     console,
+    err_console,
     handle_errors,
     human_bytes,
     progress_bar,
@@ -66,30 +67,42 @@ def run_and_report(
     shard_mb: int,
     overwrite: bool,
     extra_manifest: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> Any:
-    """Run a dataset job with a progress bar and print its summary (shared by all writers)."""
-    from rich.markup import escape
+    """Run a dataset job with a progress bar and print its summary (shared by all writers).
 
+    ``notes`` (e.g. unexpected dataset counts) are shown as warnings before the run and
+    repeated in the summary.
+    """
     from lpie_data.jobs import run_job
 
+    for note in notes:
+        err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False,
+                          soft_wrap=True)
     with progress_bar(f"{command}", total=len(items)) as update:
         summary = run_job(
             out, name, command, arguments, items, produce, jobs=jobs, backend=backend.value,
             scheduler=scheduler, shard_bytes=shard_mb * 2**20, overwrite=overwrite,
             progress=update, extra_manifest=extra_manifest,
         )
+    summary.notes = [*summary.notes, *notes]
+    print_summary(summary, out)
+    return summary
+
+
+def print_summary(summary: Any, out: str, what: str = "items") -> None:
+    """The short report after a dataset job: pairs and bytes per split, notes, time."""
     if summary.noop:
         console.print(f"[green]{escape(out)} is already complete[/] (same inputs and arguments): "
                       "nothing to do.", soft_wrap=True)
-    resumed = f", {summary.items_resumed} resumed" if summary.items_resumed else ""
     for split, s in sorted(summary.splits.items()):
         console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
     for note in summary.notes:
-        console.print(f"  [yellow]note:[/] {note}", soft_wrap=True)
+        console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if not summary.noop:
-        console.print(f"[green]wrote {escape(out)}[/] from {summary.items} items{resumed} "
+        resumed = f", {summary.items_resumed} resumed" if summary.items_resumed else ""
+        console.print(f"[green]wrote {escape(out)}[/] from {summary.items} {what}{resumed} "
                       f"in {summary.seconds:.1f} s", soft_wrap=True)
-    return summary
 
 
 @prepare_app.command("sidd")
@@ -143,21 +156,6 @@ class GoproBlur(StrEnum):
     blur_gamma = "blur_gamma"
 
 
-def _warn_then_note(notes: list[str], run: Callable[[], Any]) -> None:
-    """Warn about ``notes`` before a long run and repeat them in its summary."""
-    from rich.markup import escape
-
-    from lpie_data.console import err_console
-
-    for note in notes:
-        err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False,
-                          soft_wrap=True)
-    summary = run()
-    for note in notes:
-        console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    summary.notes.extend(notes)
-
-
 @prepare_app.command("udc")
 @handle_errors
 def prepare_udc(
@@ -187,10 +185,10 @@ def prepare_udc(
     items, notes = udc.work_items(root.resolve(), patch, tonemap.value, psf_pos)
     arguments = {"root": str(root.resolve()), "patch": patch, "tonemap": tonemap.value,
                  "psf_pos": udc.parse_psf_pos(psf_pos)}
-    _warn_then_note(notes, lambda: run_and_report(
+    run_and_report(
         out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
         produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite))
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
 
 
 @prepare_app.command("gopro")
@@ -217,10 +215,10 @@ def prepare_gopro(
 
     items, notes = gopro.work_items(root.resolve(), blur.value)
     arguments = {"root": str(root.resolve()), "blur": blur.value}
-    _warn_then_note(notes, lambda: run_and_report(
+    run_and_report(
         out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
         produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite))
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
 
 
 @app.command("inspect")
@@ -365,16 +363,7 @@ def synth(
             backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
             overwrite=overwrite, progress=update,
         )
-    for note in summary.notes:
-        console.print(f"  [yellow]note:[/] {escape(note)}")
-    if summary.noop:
-        console.print(f"[green]{out} is already complete[/] (same inputs and arguments): "
-                      "nothing to do.")
-    for split, s in sorted(summary.splits.items()):
-        console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
-    if not summary.noop:
-        console.print(f"[green]wrote {out}[/] from {summary.items} source images "
-                      f"in {summary.seconds:.1f} s")
+    print_summary(summary, out, what="source images")
 
 
 @psf_app.command("simulate")

@@ -35,6 +35,18 @@ WARMUP_MIN_S = 2.0
 Progress = Callable[[str], None]
 
 
+def random_input(detail: dict[str, Any]) -> Any:
+    """A seeded random tensor for an interpreter input (``get_input_details()`` entry):
+    float32 in [0, 1), or integers over the whole range of a quantised input's dtype."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if detail["dtype"] == np.float32:
+        return rng.random(detail["shape"], dtype=np.float32)
+    info = np.iinfo(detail["dtype"])
+    return rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
+
+
 def count_macs(model: Any, height: int, width: int) -> int:
     """Convolution multiply-adds of one H x W x 3 image through `model` (an LPIENet).
 
@@ -83,7 +95,6 @@ def time_tflite(
     `size` (H, W) resizes a dynamic-size model's input first. Returns {"times_s": [...],
     "median_s", "min_s", "load_s", "base_kib", "peak_kib"} (memory: VmHWM before loading / after).
     """
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     base = peak_memory_kib()
@@ -95,13 +106,7 @@ def time_tflite(
     interpreter.allocate_tensors()
     load = time.perf_counter() - t0
     inp = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    if inp["dtype"] == np.float32:
-        x = rng.random(inp["shape"], dtype=np.float32)
-    else:
-        info = np.iinfo(inp["dtype"])
-        x = rng.integers(info.min, info.max + 1, inp["shape"]).astype(inp["dtype"])
-    interpreter.set_tensor(inp["index"], x)
+    interpreter.set_tensor(inp["index"], random_input(inp))
     # At least `warmup` runs and WARMUP_MIN_S seconds: multi-threaded runs were seen here to
     # need about a second of work before they reach their steady speed (about 1.5x faster).
     t0 = time.perf_counter()
