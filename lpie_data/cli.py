@@ -129,8 +129,6 @@ def prepare_sidd(
     from lpie_data.sources import sidd
 
     stride = tile if stride is None else stride
-    # Absolute paths: workers (a Dask cluster's above all) may run in another folder.
-    root, val_dir = root.resolve(), val_dir.resolve() if val_dir else None
     items = sidd.work_items(root, tile, stride, val_dir)
     arguments = {"root": str(root.resolve()), "tile": tile, "stride": stride,
                  "val_dir": str(val_dir.resolve()) if val_dir else None}
@@ -182,7 +180,7 @@ def prepare_udc(
     """
     from lpie_data.sources import udc
 
-    items, notes = udc.work_items(root.resolve(), patch, tonemap.value, psf_pos)
+    items, notes = udc.work_items(root, patch, tonemap.value, psf_pos)
     arguments = {"root": str(root.resolve()), "patch": patch, "tonemap": tonemap.value,
                  "psf_pos": udc.parse_psf_pos(psf_pos)}
     run_and_report(
@@ -213,7 +211,7 @@ def prepare_gopro(
     """
     from lpie_data.sources import gopro
 
-    items, notes = gopro.work_items(root.resolve(), blur.value)
+    items, notes = gopro.work_items(root, blur.value)
     arguments = {"root": str(root.resolve()), "blur": blur.value}
     run_and_report(
         out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
@@ -232,7 +230,6 @@ def inspect(
 
     Example: lpie-data inspect data/sidd --verify
     """
-    from rich.markup import escape
 
     from lpie_data.shards import read_manifest
     from lpie_data.shards import verify as verify_dataset

@@ -145,6 +145,8 @@ def find_validation(root: Path, val_dir: Path | None) -> tuple[Path, Path] | Non
 def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
                ) -> list[WorkItem]:
     """One item per training frame pair (split ``train``), one for the validation blocks."""
+    root = Path(root).absolute()  # workers may run elsewhere (Dask)
+    val_dir = Path(val_dir).absolute() if val_dir else None
     if tile < 8 or stride < 1 or stride > tile:
         raise DataError(f"bad tiling: tile {tile}, stride {stride} (need 8 <= tile, "
                         "1 <= stride <= tile)")
