@@ -276,3 +276,20 @@ def read_records(f: IO[bytes], name: str = "<stream>") -> Iterator[bytes]:
             raise DataError(f"{name}: data checksum mismatch at record {index}")
         yield data
         index += 1
+
+
+def record_offsets(f: IO[bytes], name: str = "<stream>") -> list[tuple[int, int]]:
+    """(offset, framed length) of every record of a seekable TFRecord stream, reading only
+    the 12-byte headers (lengths are not CRC-checked here; :func:`read_records` checks)."""
+    out: list[tuple[int, int]] = []
+    offset = 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return out
+        if len(header) < 12:
+            raise DataError(f"{name}: truncated record header at record {len(out)}")
+        (length,) = struct.unpack("<Q", header[:8])
+        out.append((offset, 12 + length + 4))
+        offset += 12 + length + 4
+        f.seek(offset)

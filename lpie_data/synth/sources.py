@@ -15,7 +15,6 @@ Loading returns linear light, float32 (H, W, 3), values >= 0:
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,19 +112,10 @@ def _folder_sources(folder: Path, label: str) -> list[SourceImage]:
 
 def _record_offsets(shard: str) -> list[tuple[int, int]]:
     """(offset, framed length) of every record in a TFRecord shard, reading only headers."""
-    out = []
+    from lpie_data.records import record_offsets
+
     with storage.open_file(shard, "rb") as f:
-        offset = 0
-        while True:
-            header = f.read(12)
-            if not header:
-                return out
-            if len(header) < 12:
-                raise DataError(f"{shard}: truncated record header at record {len(out)}")
-            (length,) = struct.unpack("<Q", header[:8])
-            out.append((offset, 12 + length + 4))
-            offset += 12 + length + 4
-            f.seek(offset)
+        return record_offsets(f, shard)
 
 
 def _dataset_sources(path: str, label: str) -> list[SourceImage]:
