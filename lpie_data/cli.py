@@ -18,6 +18,7 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
+from lpie_data.valuespace import SOURCE_SPACES, UDC_TONEMAP_SPACES, manifest_value_space
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -135,7 +136,8 @@ def prepare_sidd(
     summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
                              arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
                              backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite)
+                             overwrite=overwrite,
+                             extra_manifest={"value_space": SOURCE_SPACES[sidd.NAME]})
     if summary.noop:
         return
     frames = sum(1 for it in items if it.split == "train")
@@ -186,7 +188,8 @@ def prepare_udc(
     run_and_report(
         out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
         produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
+        extra_manifest={"value_space": UDC_TONEMAP_SPACES[tonemap.value]})
 
 
 @prepare_app.command("gopro")
@@ -216,7 +219,8 @@ def prepare_gopro(
     run_and_report(
         out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
         produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
+        extra_manifest={"value_space": SOURCE_SPACES[gopro.NAME]})
 
 
 @app.command("inspect")
@@ -238,6 +242,12 @@ def inspect(
     console.print(f"[bold]{escape(path)}[/]  {m['name']}  made by 'lpie-data {m['command']}' "
                   f"(lpie {m['lpie_version']}, format {m['format_version']})", soft_wrap=True,
                   highlight=False)
+    space, assumed = manifest_value_space(m)
+    if space is None:
+        space_text = "unknown (older manifest; see docs/value-spaces.md)"
+    else:
+        space_text = space + (" (assumed: older manifest)" if assumed else "")
+    console.print(f"  value space: {space_text}", soft_wrap=True, highlight=False)
     for split, e in sorted(m["splits"].items()):
         console.print(
             f"  {split:>10}: {e['examples']:>7} pairs in {len(e['shards'])} shard(s), "

@@ -29,6 +29,7 @@ from lpie_data.synth.sampling import PairParams, assign_splits, draw_pair_params
 from lpie_data.synth.sources import SourceImage, find_sources, load_source
 from lpie_data.synth.tonemap import encode_for_storage, get_tone_map
 from lpie_data.tomlconfig import to_dict
+from lpie_data.valuespace import TONE_MAP_SPACES
 
 DATASET_NAME = "synth"
 COMMAND = "synth"
@@ -247,6 +248,7 @@ def synthesize_dataset(
     )
     extra = {
         "tone_map": config.tone_map,
+        "value_space": TONE_MAP_SPACES[config.tone_map],
         "synth": json_safe(to_dict(config)),
         "psfs": [{"id": p.id, "source": p.source, "digest": p.digest} for p in loaded],
     }
