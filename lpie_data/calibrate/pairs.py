@@ -88,7 +88,8 @@ def load_linear_pairs(
         if pairs and pair.input.shape != pairs[0].clean.shape:
             raise DataError(
                 f"{path}: pairs of different sizes in split {split!r} "
-                f"({pairs[0].key}: {pairs[0].clean.shape[:2]}, {pair.key}: {pair.input.shape[:2]}); "
+                f"({pairs[0].key}: {pairs[0].clean.shape[:2]}, "
+                f"{pair.key}: {pair.input.shape[:2]}); "
                 "calibration needs pairs of one size (prepare with one --tile / --patch)"
             )
         if pair.input.shape != pair.target.shape:
