@@ -202,6 +202,10 @@ def plan(
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
         notes.append("no --psf given: using the built-in simulated under-display-camera PSF")
+    if config.noise == "calibrated":  # read and check it before any work starts
+        from lpie_data.synth.noise import load_noise_file
+
+        noise_groups = load_noise_file(config.noise_file).groups
     splits = assign_splits([s.key for s in found], seed, val_fraction)
     items = [
         WorkItem(s.key, splits[s.key], SynthItem(s, tuple(refs), config, seed, fft_workers))
@@ -215,6 +219,8 @@ def plan(
         "seed": seed,
         "val_fraction": val_fraction,
     }
+    if config.noise == "calibrated":
+        arguments["noise_groups"] = json_safe([list(g) for g in noise_groups])
     return items, arguments, notes, loaded
 
 
