@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lpie_data import storage
-from lpie_data.calibrate.pairs import LinearPairs
+from lpie_data.calibrate.pairs import LinearPairs, meta_value
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.synth.blur import blur
 from lpie_data.synth.psf import Psf
@@ -43,7 +43,8 @@ NOISE_FILE_VERSION = 1
 class NoiseFitOptions:
     """Options of :func:`fit_noise`.
 
-    by: meta keys that split the pairs into groups (empty: one group). bins: intensity bins
+    by: meta keys that split the pairs into groups (empty: one group; dotted keys read
+    nested meta, e.g. ``noise_group.iso``). bins: intensity bins
     per channel. min_bin_pixels: pixels a bin needs to be used. min_bins: bins a fit needs.
     edge_share: share of each pair's pixels (largest intensity gradients) left out.
     clip_margin: bins closer than this many standard deviations to a clip are left out.
@@ -263,7 +264,7 @@ def _residual(stats: Sequence[BinStats], b1: float, b2: float) -> float:
 def _groups(pairs: LinearPairs, by: Sequence[str]) -> list[tuple[dict[str, Any], list[int]]]:
     found: dict[tuple, list[int]] = {}
     for i, pair in enumerate(pairs.pairs):
-        found.setdefault(tuple(_group_value(pair.meta[k]) for k in by), []).append(i)
+        found.setdefault(tuple(_group_value(meta_value(pair.meta, k)) for k in by), []).append(i)
     return [(dict(zip(by, key, strict=True)), idx) for key, idx in
             sorted(found.items(), key=lambda kv: [str(v) for v in kv[0]])]
 

@@ -69,13 +69,24 @@ class LinearPairs:
         return mask
 
 
+def meta_value(meta: dict[str, Any], key: str) -> Any:
+    """``meta[key]``; a dotted key reads nested objects (``noise_group.iso``); KeyError."""
+    value: Any = meta
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
 def load_linear_pairs(
     path: str, split: str = "train", *, limit: int | None = None, keys: Sequence[str] = ()
 ) -> LinearPairs:
     """Read a split's pairs and map them to linear light.
 
-    ``limit``: read at most this many pairs (in stored order). ``keys``: meta keys every pair
-    must have (DataError naming the dataset and the first pair without one).
+    ``limit``: read at most this many pairs (in stored order). ``keys``: meta keys (dotted for
+    nested objects) every pair must have (DataError naming the dataset and the first pair
+    without one).
     Raises DataError naming the dataset for: no pairs, pairs of different sizes, a value space
     that cannot be told (see ``value_space_of``).
     """
@@ -95,11 +106,13 @@ def load_linear_pairs(
         if pair.input.shape != pair.target.shape:
             raise DataError(f"{path}: pair {pair.key}: input and target differ in size")
         for k in keys:
-            if k not in pair.meta:
+            try:
+                meta_value(pair.meta, k)
+            except KeyError:
                 raise DataError(
                     f"{path}: pair {pair.key} has no meta key {k!r} "
                     f"(its keys: {', '.join(sorted(pair.meta)) or 'none'})"
-                )
+                ) from None
         pairs.append(
             LinearPair(pair.key, to_linear(pair.target, space), to_linear(pair.input, space),
                        pair.meta)
