@@ -202,9 +202,10 @@ def plan(
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
         notes.append("no --psf given: using the built-in simulated under-display-camera PSF")
-    splits = assign_splits([s.key for s in found], seed, val_fraction)
+    # Split by source image: every record cut from one image lands in the same split.
+    splits = assign_splits(sorted({s.image for s in found}), seed, val_fraction)
     items = [
-        WorkItem(s.key, splits[s.key], SynthItem(s, tuple(refs), config, seed, fft_workers))
+        WorkItem(s.key, splits[s.image], SynthItem(s, tuple(refs), config, seed, fft_workers))
         for s in found
     ]
     arguments = {
