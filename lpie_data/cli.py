@@ -279,7 +279,8 @@ def preview(
     count: Annotated[int, typer.Option("--count", help="Number of pairs.")] = 4,
     gain: Annotated[float, typer.Option("--gain", help="Amplification of the difference.")] = 4.0,
 ) -> None:
-    """Write a contact sheet: input | target | amplified difference, one pair per row.
+    """Write a contact sheet (8-bit sRGB PNG): input | target | amplified difference, one pair
+    per row; images are converted to sRGB from the dataset's value space.
 
     Example: lpie-data preview data/sidd --split train --out sheet.png
     """
@@ -313,16 +314,21 @@ def extract(
     out: Annotated[Path, typer.Option("--out", help="Folder for the image files.")],
     split: Annotated[str, typer.Option("--split", help="Split to read.")] = "train",
     count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    stored: Annotated[bool, typer.Option(
+        "--stored", help="Write the stored values unchanged (8-bit / 16-bit PNG as stored, "
+        ".npy for float data) instead of sRGB pictures.")] = False,
 ) -> None:
     """Write the first pairs of a split as image files: <key>_input / <key>_target.
 
-    8-bit data becomes 8-bit PNG, 16-bit data 16-bit PNG, float (linear HDR) data .npy.
+    Default: sRGB pictures to look at (converted from the dataset's value space; 8-bit PNG for
+    8-bit data, else 16-bit PNG). With --stored: the stored values unchanged (8-bit data as
+    8-bit PNG, 16-bit as 16-bit PNG, float (linear HDR) data as .npy).
 
     Example: lpie-data extract demo/data --split validation --count 2 --out demo/inputs
     """
     from lpie_data.preview import extract_pairs
 
-    written = extract_pairs(path, split, out, count)
+    written = extract_pairs(path, split, out, count, stored=stored)
     for f in written:
         console.print(f"  {f}")
     console.print(f"[green]wrote {len(written)} files to {out}[/]")
