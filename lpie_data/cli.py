@@ -91,13 +91,16 @@ def run_and_report(
     return summary
 
 
-def print_summary(summary: Any, out: str, what: str = "items") -> None:
-    """The short report after a dataset job: pairs and bytes per split, notes, time."""
+def print_summary(summary: Any, out: str, what: str = "items", lines: Sequence[str] = ()) -> None:
+    """The short report after a dataset job: pairs and bytes per split, ``lines`` (e.g. the
+    clipped share of synth pairs), notes, time."""
     if summary.noop:
         console.print(f"[green]{escape(out)} is already complete[/] (same inputs and arguments): "
                       "nothing to do.", soft_wrap=True)
     for split, s in sorted(summary.splits.items()):
         console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
+    for line in lines:
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     for note in summary.notes:
         console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if not summary.noop:
@@ -366,6 +369,7 @@ def synth(
     import dataclasses
 
     from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize_dataset
+    from lpie_data.synth.pipeline import mean_clipped
 
     cfg = synth_config_from_toml(config) if config else SynthConfig()
     if source_space is not None:
@@ -376,7 +380,10 @@ def synth(
             backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
             overwrite=overwrite, progress=update,
         )
-    print_summary(summary, out, what="source images")
+    clipped = mean_clipped(out)
+    lines = [] if clipped is None else [
+        f"clipped: {clipped:.1%} of the input pixels on average reached x_max (meta 'clipped')"]
+    print_summary(summary, out, what="source images", lines=lines)
 
 
 @psf_app.command("simulate")

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from lpie_data import iter_pairs
 from lpie_data.cli import app
-from lpie_data.jobs import WorkItem, run_job
 from lpie_data.images import read_image
+from lpie_data.jobs import WorkItem, run_job
 from lpie_data.records import Example
 from lpie_data.valuespace import convert
 

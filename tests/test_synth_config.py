@@ -14,7 +14,7 @@ from lpie_data.tomlconfig import to_dict
 def test_defaults_and_ranges():
     c = SynthConfig()
     assert c.crop == 400 and c.tone_map == "reinhard" and c.noise == "unprocessing"
-    assert c.exposure == (1.0, 4.0) and c.x_max == (1.0, 1.0) and c.beta1[0] == c.beta1[1]
+    assert c.exposure == (1.0, 2.0) and c.x_max == (1.0, 1.0) and c.beta1[0] == c.beta1[1]
     c = synth_config_from_dict({"exposure": [1, 8], "x_max": 500, "beta1": [0, 0.01],
                                 "beta2": 0, "psf_rotation": 2, "crop": 256})
     assert c.exposure == (1.0, 8.0) and c.x_max == (500.0, 500.0)

@@ -55,7 +55,7 @@ class SynthConfig:
 
     crop: int = 400
     pairs_per_image: int = 4
-    exposure: Range = (1.0, 4.0)
+    exposure: Range = (1.0, 2.0)
     noise: str = "unprocessing"
     beta1: Range = 1e-3
     beta2: Range = 1e-5

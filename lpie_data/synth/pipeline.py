@@ -51,6 +51,37 @@ def degrade(
     return gamma(noisy), gamma(clean)
 
 
+def clipped_fraction(inp: np.ndarray, x_max: float, tone_map: str) -> float:
+    """Share of the pixels of a tone-mapped input ``gamma(C(x * k + n))`` that reached the
+    clip level: a channel at or above ``gamma(x_max)`` (for ``srgb``, whose curve saturates
+    at 1, that is linear ``min(x_max, 1)``). 0 when nothing can clip (``x_max = inf``)."""
+    with np.errstate(invalid="ignore"):
+        level = get_tone_map(tone_map)(np.full((1, 1, 1), x_max, np.float32))[0, 0, 0]
+    if not np.isfinite(level) or inp.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.any(inp >= level, axis=2))) / (inp.shape[0] * inp.shape[1])
+
+
+def mean_clipped(path: str) -> float | None:
+    """Mean ``clipped`` of every pair of a synth dataset (read from the record meta only);
+    None when its pairs do not record it (made by an older lpie)."""
+    from lpie_data import storage
+    from lpie_data.records import record_meta, record_offsets
+    from lpie_data.shards import read_manifest
+
+    values = []
+    for entry in read_manifest(path)["splits"].values():
+        for shard in entry["shards"]:
+            shard_path = storage.join(path, shard["file"])
+            with storage.open_file(shard_path, "rb") as f:
+                for offset, _ in record_offsets(f, shard_path):
+                    value = record_meta(f, offset, shard_path).get("clipped")
+                    if value is None:
+                        return None
+                    values.append(float(value))
+    return sum(values) / len(values) if values else None
+
+
 def synthesize_pair(
     source: np.ndarray,
     params: PairParams,
@@ -141,6 +172,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
             "tone_map": config.tone_map,
             "source_space": config.source_space if args.source.kind == "photo" else "linear",
             **params.as_meta(),
+            "clipped": round(clipped_fraction(inp, params.x_max, config.tone_map), 6),
         }
         yield Example(
             pair_key(args.source.key, index),
