@@ -34,6 +34,11 @@ def _as_range(value: Any, key: str) -> tuple[float, float]:
         raise ConfigError(f"{key}: NaN is not allowed")
     if lo > hi:
         raise ConfigError(f"{key}: inverted range [{lo:g}, {hi:g}] (min must be <= max)")
+    if lo != hi and (math.isinf(lo) or math.isinf(hi)):
+        raise ConfigError(
+            f"{key}: the range [{lo:g}, {hi:g}] has an infinite end, and no value can be drawn "
+            f"uniformly from it; give two finite ends (for x_max, inf alone means no clipping)"
+        )
     return lo, hi
 
 
