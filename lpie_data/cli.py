@@ -425,6 +425,9 @@ def psf_show(
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     decades: Annotated[float, typer.Option("--decades", min=1.0,
                                            help="Dynamic range shown (powers of 10).")] = 6.0,
+    recentre: Annotated[bool, typer.Option(
+        "--recentre", help="Show the PSF padded so that its centroid is at the array centre "
+        "(as synth's psf_recentre = true uses it).")] = False,
 ) -> None:
     """Picture a PSF: log-scale image per colour channel plus the radial profile.
 
@@ -435,9 +438,13 @@ def psf_show(
     from lpie_data.synth.psf_sim import builtin_psf
     from lpie_data.synth.psf_view import render_psf
 
-    loaded = builtin_psf() if psf == "builtin" else load_psf(psf)
+    loaded = builtin_psf() if psf == "builtin" else load_psf(psf, recentre=recentre)
+    if loaded.warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(loaded.warning)}", highlight=False,
+                          soft_wrap=True)
     if loaded.note:
-        console.print(f"  [yellow]note:[/] {loaded.note}")
+        console.print(f"  [yellow]note:[/] {escape(loaded.note)}", highlight=False,
+                      soft_wrap=True)
     picture = render_psf(loaded, decades=decades)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_png(out, picture)

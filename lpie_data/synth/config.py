@@ -56,6 +56,8 @@ class SynthConfig:
     tone_map: ``reinhard`` | ``srgb`` | ``none``.
     psf_rotation: maximum random PSF rotation in degrees (uniform in [-r, r]); 0 = off.
     source_space: how photo folders are read: ``srgb`` (linearised) or ``linear``.
+    psf_recentre: pad PSF files whose peak or centroid is off the array centre so that the
+    centroid is centred (default: warn, keep the file as it is).
     """
 
     crop: int = 400
@@ -69,6 +71,7 @@ class SynthConfig:
     tone_map: str = "reinhard"
     psf_rotation: float = 0.0
     source_space: str = "srgb"
+    psf_recentre: bool = False
 
     def __post_init__(self) -> None:
         for name in ("exposure", "beta1", "beta2", "x_max"):

@@ -109,11 +109,13 @@ def synthesize_pair(
 @dataclass(frozen=True)
 class PsfRef:
     """How a worker finds a PSF: a file path, or ``builtin`` for the simulated one; ``digest``
-    is the content the main process validated (a changed file is refused)."""
+    is the content the main process validated (a changed file is refused); ``recentre``: as
+    loaded with ``psf_recentre``."""
 
     id: str
     path: str
     digest: str = ""
+    recentre: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ def resolve_psf(ref: PsfRef) -> Psf:
     """The PSF behind ``ref``, loaded once per process."""
     key = (ref.id, ref.path, ref.digest)
     if key not in _PSFS:
-        psf = builtin_psf() if ref.path == "builtin" else load_psf(ref.path, ref.id)
+        psf = (builtin_psf() if ref.path == "builtin"
+               else load_psf(ref.path, ref.id, recentre=ref.recentre))
         if ref.digest and psf.digest != ref.digest:
             raise DataError(f"{ref.path}: PSF file changed while the job was running")
         _PSFS[key] = psf
@@ -201,12 +204,13 @@ def _fft_workers(jobs: int, backend: str) -> int:
     return max(1, cores // n)
 
 
-def _load_psfs(psfs: Sequence[str | Path]) -> tuple[list[Psf], list[PsfRef]]:
+def _load_psfs(psfs: Sequence[str | Path], recentre: bool) -> tuple[list[Psf], list[PsfRef]]:
     if not psfs:
         psf = builtin_psf()
         return [psf], [PsfRef(BUILTIN_PSF_ID, "builtin", psf.digest)]
-    loaded = load_psfs([Path(p) for p in psfs])
-    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest) for p in loaded]
+    loaded = load_psfs([Path(p) for p in psfs], recentre=recentre)
+    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest, recentre)
+                    for p in loaded]
 
 
 def plan(
@@ -228,8 +232,8 @@ def plan(
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     found = find_sources([str(s) for s in sources])
-    loaded, refs = _load_psfs(psfs)
-    notes = [p.note for p in loaded if p.note]
+    loaded, refs = _load_psfs(psfs, config.psf_recentre)
+    notes = [n for p in loaded for n in (p.warning, p.note) if n]
     if not sources:
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
