@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import linear_to_srgb, srgb_to_linear
+from lpie_data.valuespace import linear_to_srgb, srgb_to_linear
 
 REINHARD_KNEE = 0.25
 FLOAT16_MAX = 65504.0
