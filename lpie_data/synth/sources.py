@@ -27,7 +27,7 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import DataError
-from lpie_data.images import PHOTO_SUFFIXES, read_image, to_float
+from lpie_data.images import PHOTO_SUFFIXES, check_photo_header, read_image, to_float
 from lpie_data.synth.samples import sample_photos
 from lpie_data.valuespace import TONE_MAP_SPACES, manifest_value_space, srgb_to_linear, to_linear
 
@@ -77,13 +77,7 @@ def _unique_labels(paths: list[str]) -> list[str]:
 
 
 def _check_photo_header(path: Path) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - opening parses the header
-    except Exception as e:  # Pillow raises many types for bad files
-        raise DataError(f"{path}: unreadable image ({e})") from None
+    check_photo_header(path)
 
 
 def _check_npy_header(path: Path) -> None:
