@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.console import (
     console,
     err_console,
@@ -303,6 +304,7 @@ psf_app = typer.Typer(
     help="Point spread functions: simulate an under-display-camera PSF, show one.",
 )
 app.add_typer(psf_app, name="psf")
+app.add_typer(calibrate_app, name="calibrate")
 
 
 class SourceSpace(StrEnum):

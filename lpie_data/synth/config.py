@@ -49,7 +49,7 @@ class SynthConfig:
     crop: side of the square crops in pixels (smaller sources give smaller crops).
     pairs_per_image: crops drawn from each source image.
     exposure: gain on the linear source before blur ([min, max], uniform), > 0.
-    noise: ``none`` | ``fixed`` | ``unprocessing`` | ``sidd``.
+    noise: ``none`` | ``fixed`` | ``unprocessing`` | ``sidd`` | ``calibrated``.
     beta1, beta2: shot / read variance for ``noise = "fixed"`` (number or [min, max]), >= 0.
     poisson: exact Poisson-Gaussian noise instead of the Gaussian approximation.
     x_max: clip level of C (number, ``inf`` for none, or [min, max]), > 0.
@@ -58,6 +58,8 @@ class SynthConfig:
     source_space: how photo folders are read: ``srgb`` (linearised) or ``linear``.
     psf_recentre: pad PSF files whose peak or centroid is off the array centre so that the
     centroid is centred (default: warn, keep the file as it is).
+    noise_file: for ``noise = "calibrated"``, the ``noise.json`` of ``lpie-data calibrate
+    noise`` (a path relative to the current folder or absolute); one group drawn per pair.
     """
 
     crop: int = 400
@@ -72,6 +74,7 @@ class SynthConfig:
     psf_rotation: float = 0.0
     source_space: str = "srgb"
     psf_recentre: bool = False
+    noise_file: str = ""
 
     def __post_init__(self) -> None:
         for name in ("exposure", "beta1", "beta2", "x_max"):
@@ -91,6 +94,11 @@ class SynthConfig:
         if self.noise not in NOISE_SAMPLERS:
             raise ConfigError(
                 f"noise: unknown noise model {self.noise!r}; valid: {', '.join(NOISE_SAMPLERS)}"
+            )
+        if self.noise == "calibrated" and not self.noise_file:
+            raise ConfigError(
+                'noise_file: noise = "calibrated" needs noise_file = "noise.json" '
+                "(made by lpie-data calibrate noise)"
             )
         if self.tone_map not in TONE_MAPS:
             raise ConfigError(

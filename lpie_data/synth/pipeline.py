@@ -238,6 +238,10 @@ def plan(
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
         notes.append("no --psf given: using the built-in simulated under-display-camera PSF")
+    if config.noise == "calibrated":  # read and check it before any work starts
+        from lpie_data.synth.noise import load_noise_file
+
+        noise_groups = load_noise_file(config.noise_file).groups
     # Split by source image: every record cut from one image lands in the same split.
     splits = assign_splits(sorted({s.image for s in found}), seed, val_fraction)
     items = [
@@ -252,6 +256,8 @@ def plan(
         "seed": seed,
         "val_fraction": val_fraction,
     }
+    if config.noise == "calibrated":
+        arguments["noise_groups"] = json_safe([list(g) for g in noise_groups])
     return items, arguments, notes, loaded
 
 
