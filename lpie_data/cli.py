@@ -233,6 +233,9 @@ def inspect(
     path: Annotated[str, typer.Argument(help="Dataset folder.")],
     verify: Annotated[bool, typer.Option("--verify", help="Recompute every sha256 and parse "
                                          "every record.")] = False,
+    write_tfds_info: Annotated[bool, typer.Option(
+        "--write-tfds-info", help="(Re)write dataset_info.json and features.json, which "
+        "tfds.builder_from_directory reads (datasets made before lpie wrote them).")] = False,
 ) -> None:
     """Show a dataset's splits, counts, sizes and value ranges; --verify checks every byte.
 
@@ -272,6 +275,12 @@ def inspect(
             counts = verify_dataset(path, progress=step)
         console.print(f"[green]verified[/]: {sum(counts.values())} records, every shard's "
                       "sha256 matches the manifest")
+    if write_tfds_info:
+        from lpie_data.tfds_info import write_tfds_info as write_info
+
+        written = write_info(path)
+        console.print(f"[green]wrote[/] {escape(' and '.join(written))} (for "
+                      "tfds.builder_from_directory)", soft_wrap=True, highlight=False)
 
 
 @app.command("preview")
