@@ -110,6 +110,17 @@ def test_noise_fit_recovers_beta1_beta2_within_5_percent(tmp_path):
     assert g.pixels > 100_000 and g.residual < 0.2
 
 
+def test_noise_fit_on_an_srgb_dataset_clipped_at_1(tmp_path):
+    """sRGB storage (uint16), linearised back; bright pixels saturated at x_max = 1."""
+    ds = make_pairs(tmp_path, "srgb", dirac(), 20, noise="fixed", beta1=0.01, beta2=4e-4,
+                    exposure=(0.8, 1.6), x_max=1.0, tone_map="srgb")
+    pairs = load_linear_pairs(ds)
+    assert pairs.space == "srgb" and pairs.clip == pytest.approx(1.0, abs=1e-4)
+    (g,) = fit_noise(pairs).groups
+    assert within(g.beta1, 0.01, 0.05) and within(g.beta2, 4e-4, 0.05), (g.beta1, g.beta2)
+    assert any(not s.used[-1] for s in g.bins)  # the brightest bins, near the clip, left out
+
+
 def test_censoring_at_zero_biases_a_plain_fit_but_not_this_one(tmp_path):
     """Pairs are clipped at 0: a plain binned variance over all bins underestimates beta2
     (degradation.md: 0.0115 / 1.4e-4); the robust, clip-aware fit does not."""
