@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,9 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
+
+if TYPE_CHECKING:
+    from lpie_data.jobs import JobOptions
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -53,41 +56,19 @@ def _main(verbose: VerboseOpt = False) -> None:
     quiet_tensorflow(verbose)
 
 
-def run_and_report(
-    *,
-    out: str,
-    name: str,
-    command: str,
-    arguments: dict[str, Any],
-    items: Sequence[Any],
-    produce: Callable[[Any], Iterable[Any]],
-    jobs: int,
-    backend: Backend,
-    scheduler: str | None,
-    shard_mb: int,
-    overwrite: bool,
-    extra_manifest: dict[str, Any] | None = None,
-    notes: Sequence[str] = (),
-) -> Any:
-    """Run a dataset job with a progress bar and print its summary (shared by all writers).
+def _warn(note: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
-    ``notes`` (e.g. unexpected dataset counts) are shown as warnings before the run and
-    repeated in the summary.
-    """
-    from lpie_data.jobs import run_job
 
-    for note in notes:
-        err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False,
-                          soft_wrap=True)
-    with progress_bar(f"{command}", total=len(items)) as update:
-        summary = run_job(
-            out, name, command, arguments, items, produce, jobs=jobs, backend=backend.value,
-            scheduler=scheduler, shard_bytes=shard_mb * 2**20, overwrite=overwrite,
-            progress=update, extra_manifest=extra_manifest,
-        )
-    summary.notes = [*summary.notes, *notes]
-    print_summary(summary, out)
-    return summary
+def job_options(jobs: int, backend: Backend, scheduler: str | None, shard_mb: int,
+                overwrite: bool, progress: Callable[[int, int], None] | None, *,
+                warn: bool = True) -> JobOptions:
+    """The job options bundle from the shared flags (``warn``: print input notes up front)."""
+    from lpie_data.jobs import JobOptions
+
+    return JobOptions(jobs=jobs, backend=backend.value, scheduler=scheduler,
+                      shard_bytes=shard_mb * 2**20, overwrite=overwrite, progress=progress,
+                      warn=_warn if warn else None)
 
 
 def print_summary(summary: Any, out: str, what: str = "items") -> None:
@@ -126,22 +107,20 @@ def prepare_sidd(
 
     Example: lpie-data prepare sidd --root ~/data/SIDD_Medium_Srgb --out data/sidd --jobs 8
     """
-    from lpie_data.sources import sidd
+    from lpie_data.prepare import prepare_sidd as run
 
-    stride = tile if stride is None else stride
-    items = sidd.work_items(root, tile, stride, val_dir)
-    arguments = {"root": str(root.resolve()), "tile": tile, "stride": stride,
-                 "val_dir": str(val_dir.resolve()) if val_dir else None}
-    summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
-                             arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
-                             backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite)
+    with progress_bar("prepare sidd") as update:
+        summary = run(root, out, tile=tile, stride=stride, val_dir=val_dir,
+                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+    print_summary(summary, out)
     if summary.noop:
         return
-    frames = sum(1 for it in items if it.split == "train")
-    val = " and the validation blocks" if len(items) > frames else ""
-    console.print(f"  from {frames} frame pairs (tile {tile}, stride {stride}){val}",
-                  soft_wrap=True)
+    # One work item per frame pair, and one for all the validation blocks.
+    val = "validation" in summary.splits
+    frames = summary.items - 1 if val else summary.items
+    step = tile if stride is None else stride
+    console.print(f"  from {frames} frame pairs (tile {tile}, stride {step})"
+                  f"{' and the validation blocks' if val else ''}", soft_wrap=True)
 
 
 class UdcToneMap(StrEnum):
@@ -178,15 +157,12 @@ def prepare_udc(
 
     Example: lpie-data prepare udc --root ~/data/synthetic_data --out data/udc --psf-pos all
     """
-    from lpie_data.sources import udc
+    from lpie_data.prepare import prepare_udc as run
 
-    items, notes = udc.work_items(root, patch, tonemap.value, psf_pos)
-    arguments = {"root": str(root.resolve()), "patch": patch, "tonemap": tonemap.value,
-                 "psf_pos": udc.parse_psf_pos(psf_pos)}
-    run_and_report(
-        out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
-        produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+    with progress_bar("prepare udc") as update:
+        summary = run(root, out, patch=patch, tone_map=tonemap.value, psf_pos=psf_pos,
+                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+    print_summary(summary, out)
 
 
 @prepare_app.command("gopro")
@@ -209,14 +185,12 @@ def prepare_gopro(
 
     Example: lpie-data prepare gopro --root ~/data/GOPRO_Large --out data/gopro --jobs 8
     """
-    from lpie_data.sources import gopro
+    from lpie_data.prepare import prepare_gopro as run
 
-    items, notes = gopro.work_items(root, blur.value)
-    arguments = {"root": str(root.resolve()), "blur": blur.value}
-    run_and_report(
-        out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
-        produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+    with progress_bar("prepare gopro") as update:
+        summary = run(root, out, blur=blur.value,
+                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+    print_summary(summary, out)
 
 
 @app.command("inspect")
@@ -349,17 +323,15 @@ def synth(
     """
     import dataclasses
 
-    from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize_dataset
+    from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize
 
     cfg = synth_config_from_toml(config) if config else SynthConfig()
     if source_space is not None:
         cfg = dataclasses.replace(cfg, source_space=source_space.value)
     with progress_bar("synth") as update:
-        summary = synthesize_dataset(
-            cfg, source or [], psf or [], out, seed=seed, val_fraction=val_fraction, jobs=jobs,
-            backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
-            overwrite=overwrite, progress=update,
-        )
+        options = job_options(jobs, backend, scheduler, shard_mb, overwrite, update, warn=False)
+        summary = synthesize(out, sources=source or [], psfs=psf or [], config=cfg, seed=seed,
+                             val_fraction=val_fraction, job=options)
     print_summary(summary, out, what="source images")
 
 

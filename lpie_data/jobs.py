@@ -21,7 +21,8 @@ import numpy as np
 
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.items import Produce, WorkItem
+from lpie_data.records import example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -39,13 +40,36 @@ WORK_DIR = ".lpie-work"
 BACKENDS = ("loky", "threading", "dask")
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    """One unit of work: ``key`` is unique and stable, ``args`` is picklable."""
+__all__ = ["BACKENDS", "JobOptions", "JobSummary", "WorkItem", "run_job"]
 
-    key: str
-    split: str
-    args: Any = None
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a dataset job runs: the bundle every job entry point takes as ``job=``.
+
+    ``jobs``: parallel workers (-1: all cores); ``backend``: joblib backend, one of
+    :data:`BACKENDS` (``dask`` runs on the cluster at ``scheduler``); ``shard_bytes``: target
+    shard size; ``overwrite``: replace a dataset made with other arguments; ``progress(done,
+    total)``: called as items finish; ``warn(note)``: called with each note about the inputs
+    before the work starts (the notes are in the summary too). Only ``shard_bytes`` changes the
+    bytes written.
+    """
+
+    jobs: int = -1
+    backend: str = "loky"
+    scheduler: str | None = None
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    overwrite: bool = False
+    progress: Callable[[int, int], None] | None = None
+    warn: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise OutputError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.jobs == 0:
+            raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+        if self.shard_bytes < 1:
+            raise ConfigError(f"shard size must be positive, got {self.shard_bytes} bytes")
 
 
 @dataclass
@@ -84,8 +108,7 @@ def _part_path(work: str, index: int) -> str:
     return storage.join(work, f"part-{index:06d}")
 
 
-def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, index: int,
-             work: str) -> int:
+def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
     """Worker side: run ``produce`` and write the item's part file + sidecar atomically."""
     base = _part_path(work, index)
     records = []
@@ -174,29 +197,24 @@ def run_job(
     command: str,
     arguments: dict[str, Any],
     items: Sequence[WorkItem],
-    produce: Callable[[WorkItem], Iterable[Example]],
+    produce: Produce,
+    job: JobOptions = JobOptions(),
     *,
-    jobs: int = -1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    notes: Sequence[str] = (),
     extra_manifest: dict[str, Any] | None = None,
 ) -> JobSummary:
     """Write the dataset ``out`` from ``items`` (in the given order) with ``produce``.
 
     ``arguments`` identifies the output (leave out jobs/backend: they never change bytes).
-    ``progress(done, total)`` is called as items finish. Resumes a killed run; a finished,
-    identical run is a no-op (``summary.noop``); other content in ``out`` is refused unless
-    ``overwrite``. Raises LpieError subclasses; worker errors propagate with their message.
+    ``notes`` about the inputs go to ``job.warn`` before any work and into the summary.
+    Resumes a killed run; a finished, identical run is a no-op (``summary.noop``); other
+    content in ``out`` is refused unless ``job.overwrite``. Raises LpieError subclasses;
+    worker errors propagate with their message.
     """
     t0 = time.perf_counter()
     out = str(out)
-    if backend not in BACKENDS:
-        raise OutputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    if jobs == 0:
-        raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+    jobs, backend, scheduler = job.jobs, job.backend, job.scheduler
+    shard_bytes, overwrite, progress = job.shard_bytes, job.overwrite, job.progress
     if not items:
         raise DataError("nothing to do: no input items were found")
     seen: set[str] = set()
@@ -205,8 +223,10 @@ def run_job(
             raise DataError(f"duplicate work item {it.key!r}")
         seen.add(it.key)
     fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes)))
+    for note in notes if job.warn else ():
+        job.warn(note)
     state = _prepare_out(out, fingerprint, overwrite, name)
-    summary = JobSummary(out=out, items=len(items))
+    summary = JobSummary(out=out, items=len(items), notes=list(notes))
     if state == "done":
         summary.noop = True
         from lpie_data.shards import read_manifest

@@ -131,9 +131,10 @@ def data_sources(recipe: Recipe, run_dir: str) -> tuple[tuple[DatasetRef, ...], 
     return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
 
 
-def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
+def synthesize_recipe_data(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
     """Writes the ``[synth]`` dataset into ``RUN/data`` (resumed if killed, a no-op when done)."""
-    from lpie_data.synth import synthesize_dataset
+    from lpie_data.jobs import JobOptions
+    from lpie_data.synth import synthesize
 
     def report(done: int, total: int) -> None:
         if progress:
@@ -142,10 +143,10 @@ def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -
     data = recipe.data
     if recipe.synth is None:
         return
-    synthesize_dataset(
-        recipe.synth, list(data.synth_sources), list(data.synth_psfs),
-        storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
-        val_fraction=data.synth_val_fraction, progress=report,
+    synthesize(
+        storage.join(run_dir, DATA_DIR), sources=list(data.synth_sources),
+        psfs=list(data.synth_psfs), config=recipe.synth, seed=data.synth_seed,
+        val_fraction=data.synth_val_fraction, job=JobOptions(progress=report),
     )
 
 
@@ -326,7 +327,7 @@ def train(
     storage.makedirs(run_dir)
     write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
-        synthesise(recipe, run_dir, progress)
+        synthesize_recipe_data(recipe, run_dir, progress)
         infos = _check_data(recipe, sources, val_path, val_split)
 
     _seed_everything(tr.seed, tr.deterministic)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
@@ -150,7 +150,7 @@ def dataset(tmp_path_factory):
         WorkItem(f"{name}-{i}", "train", {"photo": name, "at": [60 * i, 90 * i]})
         for i, name in enumerate(["astronaut", "coffee", "chelsea"])
     ]
-    run_job(str(out), "photos", "test", {}, items, _produce, jobs=1)
+    run_job(str(out), "photos", "test", {}, items, _produce, JobOptions(jobs=1))
     return out
 
 

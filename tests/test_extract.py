@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from lpie_data import iter_pairs
 from lpie_data.cli import app
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 
 runner = CliRunner()
@@ -41,7 +41,7 @@ def test_extract_uint16_as_16bit_png(tmp_path):
     from lpie_data.images import read_image
 
     out = tmp_path / "ds"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, jobs=1)
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, JobOptions(jobs=1))
     r = runner.invoke(app, ["extract", str(out), "--out", str(tmp_path / "x"), "--count", "1"])
     assert r.exit_code == 0, r.output
     got = read_image(tmp_path / "x" / "k__0_target.png")
@@ -53,7 +53,7 @@ def test_extract_uint16_as_16bit_png(tmp_path):
 
 def test_extract_missing_split_fails(tmp_path):
     out = tmp_path / "ds"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, jobs=1)
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, JobOptions(jobs=1))
     r = runner.invoke(app, ["extract", str(out), "--split", "nope", "--out", str(tmp_path / "x")])
     assert r.exit_code == 1
     assert "nope" in r.output

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import run_job
+from lpie_data.jobs import JobOptions
+from lpie_data.prepare import prepare_udc
 from lpie_data.sources import udc
 
 PATCH = 32  # four non-overlapping patches per 64 x 64 image, as 400 is for 800 x 800
@@ -257,12 +258,11 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
 
 def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     root = make_discnet(tmp_path, positions=(4, 5))
-    items, _ = udc.work_items(root, PATCH, "reinhard", "all")
     outs = []
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
-        run_job(str(out), udc.NAME, "prepare udc", {"root": str(root)}, items, udc.produce,
-                jobs=jobs, shard_bytes=60_000)
+        prepare_udc(root, out, patch=PATCH, psf_pos="all",
+                    job=JobOptions(jobs=jobs, shard_bytes=60_000))
         outs.append(tree_bytes(out))
     assert sum(".tfrecord-" in name for name in outs[0]) > 2
     assert outs[0] == outs[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.images import png_header, read_png8_rgb
-from lpie_data.jobs import WorkItem
+from lpie_data.items import Plan, WorkItem
 from lpie_data.records import Example
 
 NAME = "gopro"
@@ -105,7 +105,7 @@ def _check_pngs(inp: Path, tgt: Path) -> tuple[int, int]:
     return hi.height, hi.width
 
 
-def work_items(root: Path, blur: str = DEFAULT_BLUR) -> tuple[list[WorkItem], list[str]]:
+def work_items(root: Path, blur: str = DEFAULT_BLUR) -> Plan:
     """One work item per frame pair (splits ``train`` then ``test``), headers checked.
 
     Also returns notes for the user: a split whose pair count differs from the standard

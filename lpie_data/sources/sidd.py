@@ -17,7 +17,7 @@ import numpy as np
 
 from lpie_data.errors import DataError
 from lpie_data.images import color_type_name, png_header, read_png8_rgb
-from lpie_data.jobs import WorkItem
+from lpie_data.items import Plan, WorkItem
 from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
@@ -142,9 +142,9 @@ def find_validation(root: Path, val_dir: Path | None) -> tuple[Path, Path] | Non
     return None
 
 
-def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
-               ) -> list[WorkItem]:
-    """One item per training frame pair (split ``train``), one for the validation blocks."""
+def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None) -> Plan:
+    """One item per training frame pair (split ``train``), one for the validation blocks
+    (first); no notes."""
     root = Path(root).absolute()  # workers may run elsewhere (Dask)
     val_dir = Path(val_dir).absolute() if val_dir else None
     if tile < 8 or stride < 1 or stride > tile:
@@ -166,7 +166,7 @@ def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
             raise DataError(f"{val[0]}: shape {shapes[0]} differs from {val[1]} ({shapes[1]})")
         items.insert(0, WorkItem("validation-blocks", "validation",
                               ValArgs(str(val_dir or root), str(val[0]), str(val[1]))))
-    return items
+    return items, []
 
 
 def _check_blocks(path: Path, variable: str) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import WorkItem
+from lpie_data.items import Plan, WorkItem
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 
@@ -272,7 +272,7 @@ def detect_layout(root: Path) -> str:
 
 
 def work_items(root: Path, patch: int = 400, tone_map: str = "reinhard",
-               psf_pos: int | str = DEFAULT_PSF_POS) -> tuple[list[WorkItem], list[str]]:
+               psf_pos: int | str = DEFAULT_PSF_POS) -> Plan:
     """One work item per (input, GT) pair, headers checked; also notes for the user.
 
     Splits ``train`` then ``test``; with ``psf_pos="all"`` one group of items per PSF position
