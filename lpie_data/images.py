@@ -55,14 +55,21 @@ def _decode_png16(path: Path) -> np.ndarray:
         raise DataError(f"{path}: corrupt PNG ({e.message})") from None
 
 
-def read_png8_rgb(path: str | Path) -> np.ndarray:
-    """Decode an 8-bit RGB PNG: uint8 H x W x 3. Anything else -> DataError naming the file."""
+def png8_rgb_header(path: str | Path) -> PngHeader:
+    """The header of an 8-bit RGB PNG (what SIDD and GoPro ship); DataError naming the file
+    and what it holds instead."""
     hdr = png_header(path)
     if hdr.bit_depth != 8 or hdr.color_type != 2:
         raise DataError(
             f"{path}: expected an 8-bit RGB PNG, found {hdr.bit_depth}-bit "
             f"{color_type_name(hdr.color_type)}"
         )
+    return hdr
+
+
+def read_png8_rgb(path: str | Path) -> np.ndarray:
+    """Decode an 8-bit RGB PNG: uint8 H x W x 3. Anything else -> DataError naming the file."""
+    hdr = png8_rgb_header(path)
     arr = _decode_pillow(Path(path))
     if arr.shape != (hdr.height, hdr.width, 3):
         raise DataError(f"{path}: decoded shape {arr.shape} does not match its header")

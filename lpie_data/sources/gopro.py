@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import png_header, read_png8_rgb
+from lpie_data.images import png8_rgb_header, read_png8_rgb
 from lpie_data.items import Plan, WorkItem
 from lpie_data.records import Example
 
@@ -94,11 +94,7 @@ def _flat_pairs(split_dir: Path) -> list[tuple[str, str, Path, Path]]:
 
 
 def _check_pngs(inp: Path, tgt: Path) -> tuple[int, int]:
-    hi, ht = png_header(inp), png_header(tgt)
-    for path, h in ((inp, hi), (tgt, ht)):
-        if h.bit_depth != 8 or h.color_type != 2:
-            raise DataError(f"{path}: expected an 8-bit RGB PNG, found {h.bit_depth}-bit "
-                            f"colour type {h.color_type}")
+    hi, ht = png8_rgb_header(inp), png8_rgb_header(tgt)
     if (hi.height, hi.width) != (ht.height, ht.width):
         raise DataError(f"{inp}: size {hi.width}x{hi.height} differs from its sharp frame "
                         f"{tgt} ({ht.width}x{ht.height})")

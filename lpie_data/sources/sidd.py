@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import color_type_name, png_header, read_png8_rgb
+from lpie_data.images import png8_rgb_header, read_png8_rgb
 from lpie_data.items import Plan, WorkItem
 from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
@@ -114,11 +114,7 @@ def find_pairs(root: Path) -> list[FramePair]:
                     raise DataError(
                         f"{files[other]}: its {kind} partner (frame {frame}) is missing"
                     )
-            hn, hg = png_header(files["NOISY"]), png_header(files["GT"])
-            for path, h in ((files["NOISY"], hn), (files["GT"], hg)):
-                if h.bit_depth != 8 or h.color_type != 2:
-                    raise DataError(f"{path}: expected an 8-bit RGB PNG, found "
-                                    f"{h.bit_depth}-bit {color_type_name(h.color_type)}")
+            hn, hg = png8_rgb_header(files["NOISY"]), png8_rgb_header(files["GT"])
             if (hn.height, hn.width) != (hg.height, hg.width):
                 raise DataError(f"{files['NOISY']}: size {hn.height}x{hn.width} differs from "
                                 f"{files['GT'].name} ({hg.height}x{hg.width})")
