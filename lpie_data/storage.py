@@ -15,8 +15,10 @@ reading and OutputError when writing, naming the path; local paths raise the usu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import IO, Any
 
 from lpie_data.errors import DataError, LpieError, OutputError
@@ -180,14 +182,34 @@ def rename(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
-    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in str(path) else (
-        "." + str(path) + ".tmp"
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The one atomic write: yields a temporary name next to ``path`` (``.<name>.tmp``) for the
+    caller to write; renamed over ``path`` when the block ends, removed if it raises. A reader
+    never sees a half-written file. (Writers that take a path must accept the URL for remote
+    ``path``s; :func:`open_file` does.)
+
+        with atomic_path(out) as tmp, open_file(tmp, "wb") as f:
+            np.save(f, array)
+    """
+    path = str(path)
+    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in path else (
+        "." + path + ".tmp"
     )
-    with open_file(tmp, "wb") as f:
-        f.write(data)
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if exists(tmp):
+                remove(tmp)
+        raise
     rename(tmp, path)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a rename (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open_file(tmp, "wb") as f:
+        f.write(data)
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -65,7 +65,8 @@ def evaluate_cmd(
     Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
     """
     quiet_tensorflow()
-    from lpie_model.evaluate import evaluate, write_csv, write_json
+    from lpie_data.jsonfile import write_json
+    from lpie_model.evaluate import evaluate, write_csv
     from lpie_model.runner import open_runner
 
     runner = open_runner(model, threads=threads)
@@ -84,7 +85,7 @@ def evaluate_cmd(
         write_csv(result, csv)
         console.print(f"[green]wrote {csv}[/]")
     if json_out is not None:
-        write_json(result, json_out)
+        write_json(json_out, result.to_dict(), sort_keys=False)
         console.print(f"[green]wrote {json_out}[/]")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
+from lpie_data.jsonfile import json_safe
 from lpie_model.metrics import psnr
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -480,7 +481,7 @@ def export_tflite(
         "bytes": len(content),
         "params": int(model.count_params()),
         "ops": op_names(content),
-        "build": _jsonable(config) if config is not None else None,
+        "build": json_safe(config) if config is not None else None,
         "parity": parity_report(model, content, precision, images, num_threads=num_threads),
     }
     try:
@@ -489,6 +490,3 @@ def export_tflite(
         raise OutputError(f"{report_path}: cannot write ({e})") from None
     return report
 
-
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}

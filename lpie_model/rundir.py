@@ -20,12 +20,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
+from lpie_data.jsonfile import read_json, write_json
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
@@ -55,15 +54,6 @@ def resolve_paths(recipe: Recipe) -> Recipe:
         synth_psfs=tuple(absolute(p) for p in data.synth_psfs),
     )
     return dataclasses.replace(recipe, data=data)
-
-
-def read_json(path: str) -> Any:
-    with storage.open_file(path, "rb") as f:
-        return json.loads(f.read())
-
-
-def write_json(path: str, data: Any) -> None:
-    storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError
+from lpie_data.jsonfile import write_json
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
@@ -40,7 +41,6 @@ from lpie_model.rundir import (
     check_run_dir,
     read_metrics,
     resolve_paths,
-    write_json,
     write_metrics,
     write_model_json,
 )

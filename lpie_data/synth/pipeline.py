@@ -7,7 +7,6 @@ Pairs are written with :func:`lpie_data.jobs.run_job`, one work item per source 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.items import WorkItem
 from lpie_data.jobs import JobOptions, JobSummary, run_job
+from lpie_data.jsonfile import json_safe
 from lpie_data.records import Example
 from lpie_data.synth.blur import blur_crop, to_channels_first
 from lpie_data.synth.config import SynthConfig
@@ -147,17 +147,6 @@ def produce(item: WorkItem) -> Iterator[Example]:
             encode_for_storage(tgt, config.tone_map),
             meta,
         )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats written as strings ("inf"), for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _fft_workers(jobs: int, backend: str) -> int:

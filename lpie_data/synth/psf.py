@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
+from lpie_data import storage
 from lpie_data.errors import DataError, OutputError
 from lpie_data.matfile import load_mat_array, pick_array
 
@@ -216,7 +217,5 @@ def save_psf(path: str | Path, kernel: np.ndarray) -> None:
     if path.suffix.lower() != ".npy":
         raise OutputError(f"{path}: PSFs are written as .npy; name the file *.npy")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
+    with storage.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(kernel, dtype=np.float32))
-    tmp.replace(path)
