@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--size", type=int, default=800)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--tonemap", default="reinhard", choices=sorted(udc.TONE_MAPS))
+    ap.add_argument("--tonemap", default="reinhard", choices=sorted(udc.ENCODINGS))
     ap.add_argument("--no-cold", action="store_true", help="Skip the evicted-cache runs.")
     ap.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temp dir).")
     ap.add_argument("--profile", action="store_true",

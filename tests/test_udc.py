@@ -94,11 +94,11 @@ def test_storage_precision_of_both_tone_maps() -> None:
     x = np.concatenate([rng.uniform(0, 500, 30000), rng.uniform(0, 1e-3, 3000),
                         [0.0, 1e-7, 3e-5, 6.2e-5, 0.1, 499.99, 500.0]]).astype(np.float32)
     x = x[: (x.size // 3) * 3].reshape(-1, 1, 3)
-    stored = udc.TONE_MAPS["reinhard"](x)
+    stored = udc.ENCODINGS["reinhard"](x)
     assert stored.dtype == np.uint16
     err = np.abs(stored / 65535.0 - np.float64(x) / (np.float64(x) + 0.25))
     assert err.max() <= UINT16_TOL < 2e-5
-    half = udc.TONE_MAPS["none"](x)
+    half = udc.ENCODINGS["none"](x)
     assert half.dtype == np.float16
     err = np.abs(np.float64(half) - np.float64(x))
     assert np.all(err <= F16_REL * np.abs(np.float64(x)) + F16_ABS)

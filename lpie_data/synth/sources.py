@@ -23,7 +23,7 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.errors import DataError
 from lpie_data.images import PHOTO_SUFFIXES, read_image, srgb_to_linear, to_float
-from lpie_data.synth.samples import sample_photos
+from lpie_data.synth.samples import sample_photo_files
 from lpie_data.synth.tonemap import reinhard_inverse
 
 NPY_SUFFIX = ".npy"
@@ -147,9 +147,8 @@ def find_sources(paths: list[str]) -> list[SourceImage]:
     header cannot be read (checked here so nothing is written for bad inputs).
     """
     if not paths:
-        return [
-            SourceImage(f"samples/{name}", "photo", str(p)) for name, p in sample_photos().items()
-        ]
+        return [SourceImage(f"samples/{name}", "photo", str(p))
+                for name, p in sample_photo_files().items()]
     # Absolute paths: workers (a Dask cluster's included) may run in another folder.
     paths = [str(p) if storage.is_remote(str(p)) else str(Path(p).resolve()) for p in paths]
     labels = _unique_labels([str(p) for p in paths])
