@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from inspect import Parameter, signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,15 +63,49 @@ def _warn(note: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
-def job_options(jobs: int, backend: Backend, scheduler: str | None, shard_mb: int,
-                overwrite: bool, progress: Callable[[int, int], None] | None, *,
-                warn: bool = True) -> JobOptions:
-    """The job options bundle from the shared flags (``warn``: print input notes up front)."""
-    from lpie_data.jobs import JobOptions
+@dataclass(frozen=True)
+class JobFlags:
+    """The flags every dataset-job command shares (added by :func:`job_command`)."""
 
-    return JobOptions(jobs=jobs, backend=backend.value, scheduler=scheduler,
-                      shard_bytes=shard_mb * 2**20, overwrite=overwrite, progress=progress,
-                      warn=_warn if warn else None)
+    jobs: int = -1
+    overwrite: bool = False
+    shard_mb: int = 128
+    backend: Backend = Backend.loky
+    scheduler: str | None = None
+
+    def options(self, progress: Callable[[int, int], None] | None, *,
+                warn: bool = True) -> JobOptions:
+        """The library's JobOptions (``warn``: print notes about the inputs up front)."""
+        from lpie_data.jobs import JobOptions
+
+        return JobOptions(jobs=self.jobs, backend=self.backend.value, scheduler=self.scheduler,
+                          shard_bytes=self.shard_mb * 2**20, overwrite=self.overwrite,
+                          progress=progress, warn=_warn if warn else None)
+
+
+_JOB_FLAGS = {"jobs": JobsOpt, "overwrite": OverwriteOpt, "shard_mb": ShardOpt,
+              "backend": BackendOpt, "scheduler": SchedulerOpt}
+
+
+def job_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a dataset-job command the shared --jobs/--overwrite/--shard-mb/--backend/--scheduler
+    flags; the command takes them as one ``flags: JobFlags`` argument."""
+    own_signature = signature(fn, eval_str=True)
+    own = [p for p in own_signature.parameters.values() if p.name != "flags"]
+    defaults = JobFlags()
+    shared = [Parameter(name, Parameter.KEYWORD_ONLY, annotation=annotation,
+                        default=getattr(defaults, name))
+              for name, annotation in _JOB_FLAGS.items()]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> None:
+        flags = JobFlags(**{name: kwargs.pop(name) for name in _JOB_FLAGS})
+        fn(*args, flags=flags, **kwargs)
+
+    params = [*own, *shared]
+    command.__signature__ = own_signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return command
 
 
 def print_summary(summary: Any, out: str, what: str = "items") -> None:
@@ -88,6 +125,7 @@ def print_summary(summary: Any, out: str, what: str = "items") -> None:
 
 @prepare_app.command("sidd")
 @handle_errors
+@job_command
 def prepare_sidd(
     root: Annotated[Path, typer.Option("--root", help="SIDD_Medium_Srgb, its Data/ folder, "
                                        "or a SIDD-Small tree.")],
@@ -97,11 +135,7 @@ def prepare_sidd(
                                                "(default: --tile).")] = None,
     val_dir: Annotated[Path | None, typer.Option("--val-dir", help="Folder with "
                        "ValidationNoisyBlocksSrgb.mat / ValidationGtBlocksSrgb.mat.")] = None,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Cut SIDD sRGB noisy/clean pairs into tiles (train) and add the validation blocks.
 
@@ -111,7 +145,7 @@ def prepare_sidd(
 
     with progress_bar("prepare sidd") as update:
         summary = run(root, out, tile=tile, stride=stride, val_dir=val_dir,
-                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+                      job=flags.options(update))
     print_summary(summary, out)
     if summary.noop:
         return
@@ -135,6 +169,7 @@ class GoproBlur(StrEnum):
 
 @prepare_app.command("udc")
 @handle_errors
+@job_command
 def prepare_udc(
     root: Annotated[Path, typer.Option("--root", help="DISCNet's synthetic_data (holding GT/ "
                                        "and input/) or the MIPI 2022 folder (training/, "
@@ -147,11 +182,7 @@ def prepare_udc(
         "stored as float16.")] = UdcToneMap.reinhard,
     psf_pos: Annotated[str, typer.Option(
         "--psf-pos", help="DISCNet PSF position (input/ZTE_new_<pos>/, 1-9) or 'all'.")] = "5",
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Cut UDC SYNTH HDR .npy pairs (DISCNet or MIPI layout) into tone-mapped patches.
 
@@ -161,12 +192,13 @@ def prepare_udc(
 
     with progress_bar("prepare udc") as update:
         summary = run(root, out, patch=patch, tone_map=tonemap.value, psf_pos=psf_pos,
-                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+                      job=flags.options(update))
     print_summary(summary, out)
 
 
 @prepare_app.command("gopro")
 @handle_errors
+@job_command
 def prepare_gopro(
     root: Annotated[Path, typer.Option("--root", help="GOPRO_Large (train/, test/ of "
                                        "<sequence>/{blur,blur_gamma,sharp}/) or the flattened "
@@ -175,11 +207,7 @@ def prepare_gopro(
     blur: Annotated[GoproBlur, typer.Option(
         "--blur", help="Input folder of GOPRO_Large: blur (modern benchmarks) or blur_gamma "
         "(the original paper).")] = GoproBlur.blur,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Store GoPro blurred/sharp pairs as whole 1280x720 frames, keyed <sequence>/<frame>.
 
@@ -189,7 +217,7 @@ def prepare_gopro(
 
     with progress_bar("prepare gopro") as update:
         summary = run(root, out, blur=blur.value,
-                      job=job_options(jobs, backend, scheduler, shard_mb, overwrite, update))
+                      job=flags.options(update))
     print_summary(summary, out)
 
 
@@ -294,6 +322,7 @@ def extract(
 
 @app.command("synth")
 @handle_errors
+@job_command
 def synth(
     out: OutOpt,
     psf: Annotated[list[Path] | None, typer.Option(
@@ -311,11 +340,7 @@ def synth(
     source_space: Annotated[SourceSpace | None, typer.Option(
         "--source-space", help="Photos are sRGB (linearised) or already linear; overrides "
         "the config.")] = None,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Simulate training pairs y = gamma(C(x * k + n)): blur by a PSF, noise, clip, tone map.
 
@@ -329,9 +354,9 @@ def synth(
     if source_space is not None:
         cfg = dataclasses.replace(cfg, source_space=source_space.value)
     with progress_bar("synth") as update:
-        options = job_options(jobs, backend, scheduler, shard_mb, overwrite, update, warn=False)
         summary = synthesize(out, sources=source or [], psfs=psf or [], config=cfg, seed=seed,
-                             val_fraction=val_fraction, job=options)
+                             val_fraction=val_fraction,
+                             job=flags.options(update, warn=False))
     print_summary(summary, out, what="source images")
 
 
