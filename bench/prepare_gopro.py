@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lpie_data.jobs import run_job
-from lpie_data.sources import gopro
+from lpie_data import JobOptions, prepare_gopro
 
 
 def make_tree(base: Path, pairs: int, width: int, height: int) -> Path:
@@ -57,9 +56,7 @@ def floor(root: Path) -> None:
 
 
 def prepare(root: Path, out: Path, jobs: int) -> None:
-    items, _ = gopro.work_items(root)
-    run_job(str(out), gopro.NAME, "prepare gopro", {"root": str(root)}, items, gopro.produce,
-            jobs=jobs)
+    prepare_gopro(root, out, job=JobOptions(jobs=jobs))
 
 
 def clock(fn: Callable[[], None]) -> tuple[float, float]:

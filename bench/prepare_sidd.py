@@ -10,7 +10,8 @@ times are realistic. Then, in the same run and on the same files, it times:
 - floor_2proc: the same decoding spread over 2 joblib worker processes (what the machine can
   give a parallel run at that moment, worker start-up included);
 - prepare: what ``lpie-data prepare sidd --tile 1000`` runs, called as library functions in this
-  process: ``sidd.work_items`` (find pairs, check headers) + ``jobs.run_job`` (decode, tile,
+  process: ``lpie_data.prepare_sidd``, i.e. ``sidd.work_items`` (find pairs, check headers) +
+  ``jobs.run_job`` (decode, tile,
   encode, part files, shards, sha256, manifest), with ``--jobs 1`` and ``--jobs 2``; each run
   writes a fresh OUT.
 
@@ -39,9 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lpie_data import JobOptions, prepare_sidd
 from lpie_data.images import read_png8_rgb
-from lpie_data.jobs import run_job
-from lpie_data.sources import sidd
 
 HEIGHT, WIDTH = 3000, 5328  # Galaxy S6 Edge frames
 
@@ -97,9 +97,7 @@ def floor_parallel(root: Path, jobs: int) -> None:
 
 
 def prepare(root: Path, out: Path, jobs: int) -> None:
-    items = sidd.work_items(root, 1000, 1000, None)
-    arguments = {"root": str(root.resolve()), "tile": 1000, "stride": 1000, "val_dir": None}
-    run_job(str(out), sidd.NAME, "prepare sidd", arguments, items, sidd.produce, jobs=jobs)
+    prepare_sidd(root, out, tile=1000, job=JobOptions(jobs=jobs))
 
 
 def _cpu() -> float:

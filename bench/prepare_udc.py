@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpie_data.jobs import run_job
+from lpie_data import JobOptions, prepare_udc
 from lpie_data.sources import udc
 
 
@@ -78,9 +78,7 @@ def write_floor(root: Path, out: Path, out_bytes: int) -> None:
 
 
 def prepare(root: Path, out: Path, jobs: int, tone_map: str) -> None:
-    items, _ = udc.work_items(root, 400, tone_map, 5)
-    run_job(str(out), udc.NAME, "prepare udc", {"root": str(root), "tonemap": tone_map},
-            items, udc.produce, jobs=jobs)
+    prepare_udc(root, out, patch=400, tone_map=tone_map, job=JobOptions(jobs=jobs))
 
 
 def clock(fn: Callable[[], None]) -> tuple[float, float]:
