@@ -1,6 +1,7 @@
 """lpie_data: verified, sharded pair datasets for image restoration, and their synthesis.
 
-Public reading API: :func:`iter_pairs`, :func:`pair_dataset`, :func:`read_manifest`, :class:`Pair`.
+Public reading API: :func:`iter_pairs`, :func:`pair_dataset`, :func:`read_manifest`,
+:func:`value_space_of`, :class:`Pair`.
 
 Writing, one entry point per ``lpie-data`` job (each returns a :class:`JobSummary`):
 :func:`prepare_sidd`, :func:`prepare_udc`, :func:`prepare_gopro` (:mod:`lpie_data.prepare`) and
@@ -20,6 +21,7 @@ from lpie_data.dataset import iter_pairs, pair_dataset  # noqa: E402
 from lpie_data.jobs import JobOptions, JobSummary  # noqa: E402
 from lpie_data.records import Pair  # noqa: E402
 from lpie_data.shards import read_manifest  # noqa: E402
+from lpie_data.valuespace import value_space_of  # noqa: E402
 
 # Imported on first use: the synthesiser pulls in scipy (about a second).
 _LAZY = {
@@ -48,4 +50,5 @@ __all__ = [
     "prepare_udc",
     "read_manifest",
     "synthesize",
+    "value_space_of",
 ]

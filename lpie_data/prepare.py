@@ -21,12 +21,14 @@ from typing import Any
 
 from lpie_data.items import Plan, Produce
 from lpie_data.jobs import JobOptions, JobSummary, run_job
+from lpie_data.valuespace import SOURCE_SPACES, UDC_TONEMAP_SPACES
 
 
 def _run(out: str | Path, name: str, command: str, arguments: dict[str, Any], plan: Plan,
-         produce: Produce, job: JobOptions) -> JobSummary:
+         produce: Produce, job: JobOptions, value_space: str) -> JobSummary:
     items, notes = plan
-    return run_job(str(out), name, command, arguments, items, produce, job, notes=notes)
+    return run_job(str(out), name, command, arguments, items, produce, job, notes=notes,
+                   extra_manifest={"value_space": value_space})
 
 
 def _absolute(path: str | Path) -> str:
@@ -56,7 +58,7 @@ def prepare_sidd(
     arguments = {"root": _absolute(root), "tile": tile, "stride": stride,
                  "val_dir": _absolute(val) if val else None}
     return _run(out, sidd.NAME, "prepare sidd", arguments, sidd.work_items(root, tile, stride, val),
-                sidd.produce, job)
+                sidd.produce, job, SOURCE_SPACES[sidd.NAME])
 
 
 def prepare_udc(
@@ -77,7 +79,8 @@ def prepare_udc(
     plan = udc.work_items(root, patch, tone_map, psf_pos)
     arguments = {"root": _absolute(root), "patch": patch, "tonemap": tone_map,
                  "psf_pos": udc.parse_psf_pos(psf_pos)}
-    return _run(out, udc.NAME, "prepare udc", arguments, plan, udc.produce, job)
+    return _run(out, udc.NAME, "prepare udc", arguments, plan, udc.produce, job,
+                UDC_TONEMAP_SPACES[tone_map])
 
 
 def prepare_gopro(
@@ -95,4 +98,4 @@ def prepare_gopro(
     root = Path(root).expanduser()
     arguments = {"root": _absolute(root), "blur": blur}
     return _run(out, gopro.NAME, "prepare gopro", arguments, gopro.work_items(root, blur),
-                gopro.produce, job)
+                gopro.produce, job, SOURCE_SPACES[gopro.NAME])

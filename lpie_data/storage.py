@@ -185,9 +185,12 @@ def rename(src: str, dst: str) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """The one atomic write: yields a temporary name next to ``path`` (``.<name>.tmp``) for the
-    caller to write; renamed over ``path`` when the block ends, removed if it raises. A reader
-    never sees a half-written file. (Writers that take a path must accept the URL for remote
-    ``path``s; :func:`open_file` does.)
+    caller to write; renamed over ``path`` when the block ends. A reader never sees a
+    half-written file. (Writers that take a path must accept the URL for remote ``path``s;
+    :func:`open_file` does.)
+
+    If the block or the rename fails (a full disk, no permission, a kill: ^C) the temporary
+    file is removed; an OSError becomes OutputError naming ``path``.
 
         with atomic_path(out) as tmp, open_file(tmp, "wb") as f:
             np.save(f, array)
@@ -198,16 +201,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     )
     try:
         yield tmp
-    except BaseException:
-        with contextlib.suppress(Exception):
+        rename(tmp, path)
+    except BaseException as e:
+        try:
             if exists(tmp):
                 remove(tmp)
+        except (OSError, LpieError):
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
-    rename(tmp, path)
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename (:func:`atomic_path`)."""
+    """Write ``data`` to ``path`` through a temporary name and a rename (:func:`atomic_path`);
+    OutputError naming ``path`` when it cannot be written."""
     with atomic_path(path) as tmp, open_file(tmp, "wb") as f:
         f.write(data)
 

@@ -23,7 +23,14 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.images import PHOTO_SUFFIXES, from_float, read_image, to_float, write_png
+from lpie_data.images import (
+    PHOTO_SUFFIXES,
+    from_float,
+    read_image,
+    to_float,
+    upright_exif,
+    write_png,
+)
 from lpie_model.runner import Runner, predict
 
 JPEG_QUALITY = 95
@@ -219,7 +226,7 @@ def _write_jpeg(path: Path, image: np.ndarray, like: Path | None) -> None:
                 if src.info.get("icc_profile"):
                     extra["icc_profile"] = src.info["icc_profile"]
                 if src.info.get("exif"):
-                    extra["exif"] = src.info["exif"]
+                    extra["exif"] = upright_exif(src.info["exif"])  # pixels read upright
         except OSError:
             pass  # metadata is a courtesy; the pixels were already read successfully
     Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0, **extra)
@@ -234,9 +241,7 @@ def _write_tiff(path: Path, image: np.ndarray) -> None:
 def _write_atomic(
     path: Path, image: np.ndarray, writer: Callable[[Path, np.ndarray], None]
 ) -> None:
-    """Write through `storage.atomic_path`: never a half-written file; OSError -> OutputError."""
-    try:
-        with storage.atomic_path(path) as tmp:
-            writer(Path(tmp), image)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e})") from None
+    """Write through `storage.atomic_path`: never a half-written file; OutputError naming
+    `path` if it cannot be written."""
+    with storage.atomic_path(path) as tmp:
+        writer(Path(tmp), image)

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import srgb_to_linear
 from lpie_data.jobs import JobOptions
 from lpie_data.synth import SynthConfig, synthesize, synthesize_pair
 from lpie_data.synth.blur import to_channels_first
@@ -22,6 +21,7 @@ from lpie_data.synth.noise import NoiseParams
 from lpie_data.synth.psf import make_psf
 from lpie_data.synth.sampling import PairParams, assign_splits, pair_rng
 from lpie_data.synth.tonemap import reinhard
+from lpie_data.valuespace import srgb_to_linear
 
 SERIAL = JobOptions(jobs=1)
 
@@ -177,14 +177,19 @@ def test_lpie_dataset_as_source_uses_its_targets(tmp_path):
                         exposure=1.0)
     synthesize(tmp_path / "second", sources=[tmp_path / "first"],
                psfs=[dirac_file(tmp_path / "d.npy")], config=again, job=SERIAL, val_fraction=0.0)
-    second = read_all(tmp_path / "second")
-    assert len(second) == 2
-    for pair in second.values():
-        assert pair.meta["source"].startswith("first/")
-        # reinhard-stored targets decode to linear light and tone-map back to themselves
-        match = [t for t in first.values() if t.target.shape == pair.target.shape
-                 and np.abs(t.target - pair.target).max() < 3e-5]
-        assert len(match) == 1
+    synthesize(tmp_path / "third", sources=[f"{tmp_path / 'first'}:validation"],
+               psfs=[dirac_file(tmp_path / "d.npy")], config=again, job=SERIAL, val_fraction=0.0)
+    # Only the train split by default; another one when named as DATASET:split.
+    for out, split in (("second", "train"), ("third", "validation")):
+        made = read_all(tmp_path / out)
+        assert len(made) == 1
+        for pair in made.values():
+            assert pair.meta["source"].startswith(f"first/{split}/")
+            # reinhard-stored targets decode to linear light and tone-map back to themselves
+            match = [k for k, t in first.items() if t.target.shape == pair.target.shape
+                     and np.abs(t.target - pair.target).max() < 3e-5]
+            assert len(match) == 1
+            assert match[0] in {p.key for p in iter_pairs(str(tmp_path / "first"), split)}
 
 
 def test_library_errors_come_before_any_output(tmp_path):
