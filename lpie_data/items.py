@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lpie_data.errors import DataError
 from lpie_data.records import Example
 
 
@@ -35,3 +39,14 @@ Plan = tuple[list[WorkItem], list[str]]
 
 #: A source's worker function: one item's examples.
 Produce = Callable[[WorkItem], Iterable[Example]]
+
+
+def load_pair(load: Callable[[Path], np.ndarray], input_path: Path, target_path: Path,
+              target_name: str = "target") -> tuple[np.ndarray, np.ndarray]:
+    """Worker side: both images of a pair read with ``load`` (which names a bad file); DataError
+    naming ``input_path`` if their shapes differ (``target_name``: e.g. "sharp frame")."""
+    inp, tgt = load(input_path), load(target_path)
+    if inp.shape != tgt.shape:
+        raise DataError(f"{input_path}: shape {inp.shape} differs from its {target_name} "
+                        f"{target_path} ({tgt.shape})")
+    return inp, tgt

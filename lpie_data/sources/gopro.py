@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.images import png8_rgb_header, read_png8_rgb
-from lpie_data.items import Plan, WorkItem
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.records import Example
 
 NAME = "gopro"
@@ -151,9 +151,5 @@ def produce(item: WorkItem) -> Iterator[Example]:
     """Worker: the whole frame pair, uint8 H x W x 3 (blurred input, sharp target)."""
     a: FrameArgs = item.args
     root = Path(a.root)
-    inp = read_png8_rgb(root / a.input)
-    tgt = read_png8_rgb(root / a.target)
-    if inp.shape != tgt.shape:
-        raise DataError(f"{root / a.input}: shape {inp.shape} differs from its sharp frame "
-                        f"({tgt.shape})")
+    inp, tgt = load_pair(read_png8_rgb, root / a.input, root / a.target, "sharp frame")
     yield Example(a.key, inp, tgt, a.meta)

@@ -17,7 +17,7 @@ import numpy as np
 
 from lpie_data.errors import DataError
 from lpie_data.images import png8_rgb_header, read_png8_rgb
-from lpie_data.items import Plan, WorkItem
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
@@ -182,10 +182,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
         return
     a: TileArgs = item.args
     root = Path(a.root)
-    noisy = read_png8_rgb(root / a.pair.noisy)
-    gt = read_png8_rgb(root / a.pair.gt)
-    if noisy.shape != gt.shape:
-        raise DataError(f"{root / a.pair.noisy}: shape {noisy.shape} differs from GT {gt.shape}")
+    noisy, gt = load_pair(read_png8_rgb, root / a.pair.noisy, root / a.pair.gt, "GT")
     meta = {"source": a.pair.noisy, "target_source": a.pair.gt, "frame": a.pair.frame,
             "folder": a.pair.folder, **folder_meta(a.pair.folder)}
     h, w, _ = noisy.shape

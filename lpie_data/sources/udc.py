@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.items import Plan, WorkItem
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 from lpie_data.valuespace import FLOAT16_MAX, encode, reinhard
@@ -316,11 +316,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
     encoded for storage (uint16 for ``reinhard``, float16 for ``none``)."""
     a: UdcArgs = item.args
     root = Path(a.root)
-    inp = load_hdr(root / a.input)
-    gt = load_hdr(root / a.target)
-    if inp.shape != gt.shape:
-        raise DataError(f"{root / a.input}: shape {inp.shape} differs from its ground truth "
-                        f"({gt.shape})")
+    inp, gt = load_pair(load_hdr, root / a.input, root / a.target, "ground truth")
     if a.tone_map == "none":
         for path, arr in ((a.input, inp), (a.target, gt)):
             if float(arr.max()) > FLOAT16_MAX:
