@@ -192,6 +192,9 @@ def train_cmd(
             say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
             say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "
                 f"dB PSNR, {i['input_val_ssim']:.4f} SSIM")
+            mapped = (f" (mapped from {i['data_value_space']})"
+                      if i["data_value_space"] != i["value_space"] else "")
+            say(f"value space: {i['value_space']}{mapped}")
         elif e.kind == "step":
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
                        total=e.steps, note=f"loss {e.loss:.4f}")
@@ -216,7 +219,9 @@ def train_cmd(
     say(f"[green]best: epoch {result.best_epoch}, {result.best_val_psnr:.2f} dB PSNR, "
         f"{result.best_val_ssim:.4f} SSIM[/] (degraded inputs: {result.input_val_psnr:.2f} dB, "
         f"{result.input_val_ssim:.4f}) after {result.seconds / 60:.1f} min")
-    say(f"model: {result.weights} + model.json")
+    for note in result.notes:
+        say(f"[yellow]note:[/] {note}")
+    say(f"model: {result.weights} + model.json (value space {result.value_space})")
     say(f"metrics: {run_dir}/metrics.csv  TensorBoard: tensorboard --logdir {run_dir}/logs")
 
 
