@@ -93,7 +93,10 @@ def evaluate_cmd(
 def enhance_cmd(
     model: ModelArg,
     images: Annotated[
-        list[Path], typer.Argument(help="Photos (PNG, JPEG, TIFF; 8 or 16 bit) or folders of them.")
+        list[Path],
+        typer.Argument(
+            help="Photos (PNG, JPEG, TIFF; 8 or 16 bit; sRGB), linear .npy arrays, or folders."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the results (same file names).")],
     tile: Annotated[
@@ -108,11 +111,22 @@ def enhance_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing files in --out.")
     ] = False,
+    input_space: Annotated[
+        str | None,
+        typer.Option(
+            "--input-space",
+            help="Value space of the inputs: linear, reinhard or srgb (default: srgb for photos, "
+            "linear for .npy).",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Restore photos of any size, keeping each one's size, bit depth and file format.
 
-    Large photos run in overlapping tiles blended with linear ramps, so memory stays bounded.
+    Each image is mapped from its value space (sRGB photos, linear .npy; --input-space
+    overrides) into the model's (recorded in model.json or the .tflite), restored, and mapped
+    back; the compare images show sRGB. Large photos run in overlapping tiles blended with linear
+    ramps, so memory stays bounded.
     Unreadable images are reported and skipped (exit status 1 at the end); nothing in --out is
     replaced without --overwrite.
 
@@ -122,12 +136,17 @@ def enhance_cmd(
     from lpie_model.enhance import EnhanceOptions, enhance_images, expand_inputs, plan
     from lpie_model.runner import open_runner
 
-    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite)
+    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite,
+                             input_space=input_space or "")
     sources = expand_inputs(images)
     plan(sources, out, options)  # refuse clashes before loading the model
     runner = open_runner(model, threads=threads)
     with progress_bar("enhance", total=len(sources)) as update:
         report = enhance_images(runner, sources, out, options, progress=update)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    space = runner.value_space or "not recorded"
+    console.print(f"model value space: {space}", highlight=False)
     for source, message in report.failed:
         # The library's messages name the file already.
         shown = message if str(source) in message else f"{source}: {message}"
