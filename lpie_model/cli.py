@@ -55,12 +55,21 @@ def evaluate_cmd(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Score only the first N pairs.")
     ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Score in: stored (the dataset's values) or a value space (srgb, reinhard, "
+            "linear) that output, input and target are mapped into.",
+        ),
+    ] = "stored",
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a model on a dataset split: PSNR/SSIM of its output next to the degraded input's.
 
-    Scores are computed in the dataset's stored domain (tone-mapped for UDC), per image and as
-    means; --csv writes key, psnr_input, ssim_input, psnr_output, ssim_output per image.
+    Scores are computed in the dataset's stored domain (tone-mapped for UDC) unless --space asks
+    for another (e.g. srgb: what a person sees), per image and as means; --csv writes key,
+    psnr_input, ssim_input, psnr_output, ssim_output per image.
 
     Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
     """
@@ -70,11 +79,14 @@ def evaluate_cmd(
 
     runner = open_runner(model, threads=threads)
     with progress_bar("evaluate") as update:
-        result = evaluate(runner, data, split, model_name=str(model), limit=limit, progress=update)
+        result = evaluate(runner, data, split, model_name=str(model), limit=limit, space=space,
+                          progress=update)
     mean, gain = result.mean(), result.gain()
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{model}[/] on {data} [{split}]: {len(result.images)} pairs in "
-        f"{result.seconds:.1f} s ({runner.description})"
+        f"{result.seconds:.1f} s ({runner.description}), scored in {space} values"
     )
     console.print(f"  {'':<8} {'PSNR (dB)':>10} {'SSIM':>8}")
     console.print(f"  {'input':<8} {mean['psnr_input']:>10.2f} {mean['ssim_input']:>8.4f}")
