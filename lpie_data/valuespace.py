@@ -63,8 +63,9 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 
 def reinhard(x: np.ndarray) -> np.ndarray:
     """``x / (x + 0.25)``: linear [0, inf) -> [0, 1), float32 (negative inputs clipped to 0)."""
-    x = np.maximum(np.asarray(x, dtype=np.float32), np.float32(0.0))
-    out = np.add(x, np.float32(REINHARD_KNEE))
+    x = np.asarray(x, dtype=np.float32)
+    x = np.maximum(x, np.float32(0.0), out=np.empty_like(x))
+    out = np.add(x, np.float32(REINHARD_KNEE), out=np.empty_like(x))
     np.divide(x, out, out=out)
     return out
 
@@ -137,6 +138,29 @@ def storage_dtype(space: str) -> np.dtype:
     uint16 round-trips [0, 1] within 7.7e-6; float16 keeps a relative error below 1e-3 up to 65504.
     """
     return np.dtype(np.uint16) if is_bounded(space) else np.dtype(np.float16)
+
+
+def encode(y: np.ndarray, space: str) -> np.ndarray:
+    """Float32 values of ``space`` as stored (:func:`storage_dtype`): bounded spaces as uint16
+    ``round(65535 * clip(y, 0, 1))`` (readers divide by 65535), ``linear`` as float16.
+
+    DataError when a linear value exceeds the float16 range (65504).
+    """
+    if storage_dtype(space) == np.uint16:
+        scaled = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
+        scaled *= np.float32(65535.0)
+        np.rint(scaled, out=scaled)
+        return scaled.astype(np.uint16)
+    y = np.asarray(y)
+    peak = float(np.max(y)) if y.size else 0.0
+    if peak > FLOAT16_MAX:
+        from lpie_data.errors import DataError
+
+        raise DataError(
+            f"linear value {peak:g} exceeds the float16 range ({FLOAT16_MAX:g}); "
+            "lower the exposure or x_max, or store a bounded value space (reinhard, srgb)"
+        )
+    return y.astype(np.float16)
 
 
 #: The value space of each ``lpie-data prepare`` source (``udc`` depends on ``--tonemap``).

@@ -135,3 +135,22 @@ def test_tf_convert_agrees_with_convert_eagerly_and_in_a_tf_data_map(src, dst):
     ds = tf.data.Dataset.from_tensor_slices(x[None]).map(lambda t: tf_convert(t, src, dst))
     mapped = next(iter(ds)).numpy()
     np.testing.assert_allclose(mapped, want, rtol=1e-5, atol=2e-6)
+
+
+def test_every_transform_is_written_once():
+    """The Reinhard and sRGB constants appear as code only in lpie_data/valuespace.py (and in
+    lpie_data/images.py until its own copies go); every other stage calls that module."""
+    import tokenize
+    from pathlib import Path
+
+    top = Path(__file__).resolve().parents[1]
+    constants = {"0.25", "12.92", "1.055", "0.055", "2.4", "0.04045", "0.0031308"}
+    found = []
+    for path in sorted([*top.glob("lpie_data/**/*.py"), *top.glob("lpie_model/**/*.py")]):
+        if path.name in ("valuespace.py", "images.py") and path.parent.name == "lpie_data":
+            continue
+        with open(path, "rb") as f:
+            for tok in tokenize.tokenize(f.readline):
+                if tok.type == tokenize.NUMBER and tok.string in constants:
+                    found.append(f"{path.relative_to(top)}:{tok.start[0]}: {tok.line.strip()}")
+    assert not found, "value-space maps written outside lpie_data.valuespace:\n" + "\n".join(found)
