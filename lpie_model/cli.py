@@ -188,6 +188,8 @@ def train_cmd(
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info
+            for note in i.get("notes", ()):
+                say(f"note: {note}")
             start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
             say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
             say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "
