@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from lpie_data import storage
-from lpie_data.console import console, err_console, handle_errors, progress_bar, quiet_tensorflow
+from lpie_data.console import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    progress_bar,
+    quiet_tensorflow,
+)
 
 app = typer.Typer(
     name="lpie-model",
@@ -135,7 +142,9 @@ def enhance_cmd(
     done = len(sources) - len(report.failed)
     console.print(f"[green]restored {done} of {len(sources)} image(s)[/] into {out}")
     if report.failed:
-        raise typer.Exit(1)
+        names = ", ".join(str(source) for source, _ in report.failed[:5])
+        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+        raise fail(f"{len(report.failed)} of {len(sources)} image(s) failed: {names}{more}")
 
 
 @app.command("train")

@@ -138,3 +138,57 @@ def test_sigkill_of_a_real_train_then_resume(tmp_path, ramps):
     assert resumed.returncode == 0, resumed.stderr
     assert [r["epoch"] for r in read_rows(tmp_path / "run")] == ["1", "2", "3"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
+
+
+def _bomb_png(path: Path, side: int = 60000) -> None:
+    """A PNG whose header claims side x side RGB pixels (a decompression bomb), with no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _bomb_jpeg(path: Path) -> None:
+    """A real JPEG whose SOF header is patched to claim 65000 x 65000 pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, format="JPEG")
+    raw = bytearray(buf.getvalue())
+    sof = raw.index(b"\xff\xc0")
+    raw[sof + 5: sof + 9] = (65000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(raw))
+
+
+def test_enhance_goes_on_after_decompression_bombs(tmp_path):
+    import keras
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from lpie_data.images import write_png
+    from lpie_model.cli import app
+
+    inp = keras.Input((None, None, 3))
+    model = tmp_path / "conv.keras"
+    keras.Model(inp, keras.layers.Conv2D(3, 3, padding="same")(inp)).save(model)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _bomb_png(photos / "a_bomb.png")
+    _bomb_jpeg(photos / "b_bomb.jpg")
+    write_png(photos / "c_good.png", np.full((24, 32, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["enhance", str(model), str(photos), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "a_bomb.png" in result.output and "b_bomb.jpg" in result.output
+    assert "2 of 3 image(s) failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["c_good.png"]
