@@ -270,3 +270,16 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(tmp_path):
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _files(out) == _files(ref)
+
+
+@pytest.mark.parametrize("option", [["--shard-mb", "0"], ["--tile", "4"], ["--stride", "0"]])
+def test_nonsensical_numbers_are_refused_by_name(tmp_path, option):
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    result = CliRunner().invoke(app, ["prepare", "sidd", "--root", str(tmp_path), "--out",
+                                      str(tmp_path / "out"), *option])
+    assert result.exit_code == 2
+    assert option[0] in result.output and "Invalid value" in result.output
+    assert not (tmp_path / "out").exists()
