@@ -283,3 +283,16 @@ def test_nonsensical_numbers_are_refused_by_name(tmp_path, option):
     assert result.exit_code == 2
     assert option[0] in result.output and "Invalid value" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["../elsewhere.tfrecord", "/etc/passwd", "gs://b/x", ".."])
+def test_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
+    from lpie_data.shards import read_manifest
+
+    out = tmp_path / "out"
+    _run(out, _items(_sources(tmp_path / "src")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["splits"]["train"]["shards"][0]["file"] = name
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest.json: shard .* is not a file name inside"):
+        read_manifest(str(out))
