@@ -135,7 +135,7 @@ def prepare_sidd(
     summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
                              arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
                              backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite)
+                             overwrite=overwrite, notes=sidd.skipped_folders(root))
     if summary.noop:
         return
     frames = sum(1 for it in items if it.split == "train")

@@ -296,3 +296,21 @@ def test_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"manifest.json: shard .* is not a file name inside"):
         read_manifest(str(out))
+
+
+def test_misnamed_sidd_scene_folder_is_reported(tmp_path):
+    import shutil
+
+    from sidd_fixtures import make_sidd_tree
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    top = make_sidd_tree(tmp_path, size=(40, 40))
+    first = sorted((top / "Data").iterdir())[0]
+    shutil.copytree(first, top / "Data" / "scene-renamed-by-hand")
+    result = CliRunner().invoke(app, ["prepare", "sidd", "--root", str(top), "--out",
+                                      str(tmp_path / "out"), "--tile", "32", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 folder(s) not named like a SIDD scene" in result.output
+    assert "scene-renamed-by-hand" in result.output
