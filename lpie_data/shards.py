@@ -250,6 +250,9 @@ def _copy(src: Any, dst: Any, n: int, digest: Any, buf: memoryview, name: str) -
 
 
 def write_manifest(out: str, manifest: dict[str, Any]) -> None:
+    from lpie_data.tfds_info import write_tfds_info  # TFDS's description too, before the manifest
+
+    write_tfds_info(out, manifest, skip_unsupported=True)
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     storage.write_atomic(storage.join(out, MANIFEST), data)
 

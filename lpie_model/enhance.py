@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
-from lpie_data.images import PHOTO_SUFFIXES, from_float, read_image, to_float, write_png
+from lpie_data.images import (
+    PHOTO_SUFFIXES,
+    from_float,
+    read_image,
+    to_float,
+    upright_exif,
+    write_png,
+)
 from lpie_model.runner import Runner, predict
 
 JPEG_QUALITY = 95
@@ -233,7 +240,7 @@ def _write_jpeg(path: Path, image: np.ndarray, like: Path | None) -> None:
                 if src.info.get("icc_profile"):
                     extra["icc_profile"] = src.info["icc_profile"]
                 if src.info.get("exif"):
-                    extra["exif"] = src.info["exif"]
+                    extra["exif"] = upright_exif(src.info["exif"])  # pixels read upright
         except OSError:
             pass  # metadata is a courtesy; the pixels were already read successfully
     Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0, **extra)

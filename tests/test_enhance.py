@@ -1,5 +1,7 @@
 """`lpie-model enhance` and the tiled runner: sizes, bit depths, formats, seams, errors."""
 
+import struct
+import zlib
 from pathlib import Path
 
 import keras
@@ -205,16 +207,20 @@ def test_bad_images_skipped_others_written(tmp_path, conv_keras):
     write_png(good, _photo(rng, 40, 50, np.uint8))
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    grey = tmp_path / "grey.png"
-    Image.fromarray(_photo(rng, 30, 30, np.uint8)[..., 0]).save(grey)
+    huge = tmp_path / "huge.png"  # a header claiming 60000 x 60000 (decompression bomb)
+    data = bytearray(good.read_bytes())
+    data[16:24] = struct.pack(">II", 60000, 60000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    huge.write_bytes(bytes(data))
     missing = tmp_path / "missing.jpg"
     out = tmp_path / "out"
-    args = ["enhance", str(conv_keras), str(corrupt), str(good), str(grey), str(missing),
+    args = ["enhance", str(conv_keras), str(corrupt), str(huge), str(good), str(missing),
             "--out", str(out)]
     result = cli.invoke(app, args)
     assert result.exit_code == 1
-    for bad in ("broken.png", "grey.png", "missing.jpg"):
+    for bad in ("broken.png", "huge.png", "missing.jpg"):
         assert bad in result.output
+    assert "huge.png: header claims 60000 x 60000 pixels" in result.output.replace("\n", "")
     assert (out / "good.png").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]
 
