@@ -314,3 +314,19 @@ def test_misnamed_sidd_scene_folder_is_reported(tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped 1 folder(s) not named like a SIDD scene" in result.output
     assert "scene-renamed-by-hand" in result.output
+
+
+def test_gopro_16bit_frame_is_named_in_words(tmp_path):
+    import struct
+    import zlib
+
+    from lpie_data.sources import gopro
+
+    base = make_gopro_nested(tmp_path)
+    frame = sorted(base.glob("train/*/blur/*.png"))[0]
+    ihdr = struct.pack(">IIBBBBB", 64, 64, 16, 2, 0, 0, 0)
+    frame.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                      + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+    with pytest.raises(DataError, match=rf"{frame.name}: expected an 8-bit RGB PNG, found "
+                                        r"16-bit RGB$"):
+        gopro.work_items(base)
