@@ -330,3 +330,16 @@ def test_gopro_16bit_frame_is_named_in_words(tmp_path):
     with pytest.raises(DataError, match=rf"{frame.name}: expected an 8-bit RGB PNG, found "
                                         r"16-bit RGB$"):
         gopro.work_items(base)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_psf_show_on_a_text_file_says_what_is_wrong(tmp_path, suffix):
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    text = tmp_path / f"notes{suffix}"
+    text.write_text("hello world\n")
+    result = CliRunner().invoke(app, ["psf", "show", str(text), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert f"notes{suffix}: not a NumPy" in result.output and "pickle" not in result.output
