@@ -343,3 +343,19 @@ def test_psf_show_on_a_text_file_says_what_is_wrong(tmp_path, suffix):
     result = CliRunner().invoke(app, ["psf", "show", str(text), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 1
     assert f"notes{suffix}: not a NumPy" in result.output and "pickle" not in result.output
+
+
+def test_quiet_tensorflow_silences_python_level_warnings(capsys):
+    import logging
+    import warnings
+
+    from lpie_data.console import quiet_tensorflow
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        quiet_tensorflow(False)
+        warnings.warn_explicit("Skipping variable loading", UserWarning, "saving_lib.py", 1,
+                               module="keras.src.saving.saving_lib")
+        warnings.warn_explicit("ours", UserWarning, "x.py", 1, module="lpie_model.export")
+    assert [str(w.message) for w in caught] == ["ours"]
+    assert not logging.getLogger("absl").isEnabledFor(logging.WARNING)
