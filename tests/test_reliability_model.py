@@ -192,3 +192,9 @@ def test_enhance_goes_on_after_decompression_bombs(tmp_path):
     assert "a_bomb.png" in result.output and "b_bomb.jpg" in result.output
     assert "2 of 3 image(s) failed" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["c_good.png"]
+
+
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path, ramps):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"file/run: cannot create the run folder"):
+        train(tiny_recipe(ramps, epochs=1), tmp_path / "file" / "run")
