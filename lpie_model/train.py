@@ -351,7 +351,10 @@ def train(
     if recipe.synth is None:  # given datasets are checked before anything is written
         infos = _check_data(recipe, sources, val_path, val_split)
     if writer:
-        storage.makedirs(run_dir)
+        try:
+            storage.makedirs(run_dir)
+        except OSError as e:
+            raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
         write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
         if writer:
