@@ -104,7 +104,7 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
     elif storage.exists(run_dir):
         if not storage.isdir(run_dir):
             raise OutputError(f"{run_dir}: exists and is not a folder")
-        if storage.listdir(run_dir):
+        if [n for n in storage.listdir(run_dir) if n != ".lpie-lock"]:  # a killed run's lock
             raise OutputError(
                 f"{run_dir}: exists and is not empty; continue it with --resume or choose "
                 "another --out"

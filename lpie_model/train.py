@@ -10,6 +10,7 @@ The library never prints: ``progress`` receives :class:`TrainEvent`s.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.jobs import output_lock
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
@@ -336,8 +338,17 @@ def train(
 
     With ``resume`` continues the run in ``run_dir`` from its last finished epoch (weights,
     optimiser state, learning rate, plateau counters, best PSNR), or finishes its synthesis.
-    Every input is checked before the first step. Raises ConfigError, DataError, OutputError.
+    Every input is checked before the first step. The writing process holds the run folder's
+    lock (:func:`lpie_data.jobs.output_lock`) while it trains: a second run into the same folder
+    fails at once. Raises ConfigError, DataError, OutputError.
     """
+    with contextlib.ExitStack() as lock:
+        return _train(recipe, run_dir, resume=resume, progress=progress, lock=lock)
+
+
+def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progress | None,
+           lock: contextlib.ExitStack) -> TrainResult:
+    """The body of :func:`train`; takes the run folder's lock into ``lock`` once it exists."""
     t0 = time.perf_counter()
     run_dir = str(run_dir)
     progress = progress or (lambda event: None)
@@ -355,6 +366,7 @@ def train(
             storage.makedirs(run_dir)
         except OSError as e:
             raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+        lock.enter_context(output_lock(run_dir, "lpie-model train"))
         write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
         if writer:

@@ -198,3 +198,15 @@ def test_an_out_that_cannot_be_created_is_one_line(tmp_path, ramps):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=r"file/run: cannot create the run folder"):
         train(tiny_recipe(ramps, epochs=1), tmp_path / "file" / "run")
+
+
+def test_a_second_train_into_a_running_run_fails_at_once(tmp_path, ramps, finished):
+    from lpie_data.jobs import output_lock
+
+    run = _copy(finished, tmp_path / "run")
+    before = _bytes(run)
+    with output_lock(str(run), "lpie-model train"):
+        with pytest.raises(OutputError, match=rf"run: in use by another run \(pid {os.getpid()} "
+                                              r".*'lpie-model train'"):
+            train(tiny_recipe(ramps, epochs=4), run, resume=True)
+    assert _bytes(run) == before
