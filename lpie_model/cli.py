@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from lpie_data import storage
-from lpie_data.console import console, err_console, handle_errors, progress_bar, quiet_tensorflow
+from lpie_data.console import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    progress_bar,
+    quiet_tensorflow,
+)
 
 app = typer.Typer(
     name="lpie-model",
@@ -166,7 +173,9 @@ def enhance_cmd(
     done = len(sources) - len(report.failed)
     console.print(f"[green]restored {done} of {len(sources)} image(s)[/] into {out}")
     if report.failed:
-        raise typer.Exit(1)
+        names = ", ".join(str(source) for source, _ in report.failed[:5])
+        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+        raise fail(f"{len(report.failed)} of {len(sources)} image(s) failed: {names}{more}")
 
 
 @app.command("train")
@@ -222,6 +231,8 @@ def train_cmd(
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info
+            for note in i.get("notes", ()):
+                say(f"note: {note}")
             start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
             say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
             say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "

@@ -10,6 +10,7 @@ Validation examples are single ``(input, target)`` pairs (H, W, 3), full size or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.dataset import iter_pairs, pair_dataset
 from lpie_data.errors import DataError
-from lpie_data.shards import read_manifest, split_entry
+from lpie_data.records import read_records
+from lpie_data.shards import read_manifest, shard_paths, split_entry
 from lpie_model.recipe import DatasetRef
 
 
@@ -244,3 +246,40 @@ def _options() -> Any:
     # and keeps its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
+
+
+def damaged_shard(datasets: Sequence[tuple[str, str]], message: str) -> str | None:
+    """The shard of the ``(path, split)`` datasets that TensorFlow's DataLossError ``message``
+    ("corrupted record at OFFSET") is about, or None when none is found.
+
+    Only shards with a record starting at OFFSET are looked at, and only that record is read
+    (its two CRCs checked), so this is cheap even for large datasets.
+    """
+    m = re.search(r"corrupted record at (\d+)", message)
+    if not m:
+        return None
+    offset = int(m.group(1))
+    for path, split in dict.fromkeys(datasets):
+        try:
+            shards = shard_paths(path, split)
+        except DataError:
+            continue
+        for shard in shards:
+            if storage.size(shard) <= offset:
+                continue
+            with storage.open_file(shard, "rb") as f:
+                pos = 0
+                while pos < offset:  # walk the record headers up to OFFSET
+                    f.seek(pos)
+                    header = f.read(8)
+                    if len(header) < 8:
+                        break
+                    pos += 12 + int.from_bytes(header, "little") + 4
+                if pos != offset:
+                    continue
+                f.seek(offset)
+                try:
+                    next(read_records(f, shard), None)
+                except DataError:
+                    return shard
+    return None

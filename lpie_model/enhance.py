@@ -194,7 +194,7 @@ def restore(
 def read_input(path: Path) -> np.ndarray:
     """A photo (uint8/uint16 H x W x 3, see `read_image`) or a .npy float array (H x W x 3)."""
     if path.suffix.lower() != NPY_SUFFIX:
-        return read_image(path)
+        return _read(path)
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -224,8 +224,10 @@ def enhance_images(
 ) -> EnhanceReport:
     """Restore each photo in `sources` into `out_dir` (see the module docstring for formats).
 
-    Unreadable or unsupported images are skipped and listed in `report.failed` with the reason;
-    the others are still written. `progress(done, total)` is called after each image.
+    Unreadable or unsupported images (any LpieError, and any error of the image decoders, such as
+    Pillow's decompression-bomb guard) and results that cannot be written are skipped and listed
+    in `report.failed` with the reason; the others are still written. `progress(done, total)`
+    is called after each image.
 
     Raises:
         OutputError/DataError: from `plan` (before anything is written), or an unwritable folder.
@@ -253,11 +255,23 @@ def enhance_images(
             if job.compare is not None:
                 _write_atomic(job.compare, compare_image(image, result, space), write_png)
                 report.written.append(job.compare)
-        except DataError as e:
+        except LpieError as e:  # bad input, or this result not writable: on to the next one
             report.failed.append((job.source, str(e)))
         if progress:
             progress(done, len(jobs))
     return report
+
+
+def _read(path: Path) -> np.ndarray:
+    """`read_image`, with any decoder error (not only lpie's own) as a DataError naming `path`."""
+    from PIL import Image
+
+    try:
+        return read_image(path)
+    except LpieError:
+        raise
+    except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
 
 
 # --------------------------------------------------------------------------- writing

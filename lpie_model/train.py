@@ -10,6 +10,7 @@ The library never prints: ``progress`` receives :class:`TrainEvent`s.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from lpie_data import storage
-from lpie_data.errors import ConfigError, DataError
+from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.jobs import output_lock
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
+    damaged_shard,
     inspect_split,
     training_dataset,
     validation_dataset,
@@ -39,6 +42,7 @@ from lpie_model.rundir import (
     WEIGHTS_FILE,
     check_run_dir,
     read_metrics,
+    read_summary,
     resolve_paths,
     write_json,
     write_metrics,
@@ -392,8 +396,17 @@ def train(
 
     With ``resume`` continues the run in ``run_dir`` from its last finished epoch (weights,
     optimiser state, learning rate, plateau counters, best PSNR), or finishes its synthesis.
-    Every input is checked before the first step. Raises ConfigError, DataError, OutputError.
+    Every input is checked before the first step. The writing process holds the run folder's
+    lock (:func:`lpie_data.jobs.output_lock`) while it trains: a second run into the same folder
+    fails at once. Raises ConfigError, DataError, OutputError.
     """
+    with contextlib.ExitStack() as lock:
+        return _train(recipe, run_dir, resume=resume, progress=progress, lock=lock)
+
+
+def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progress | None,
+           lock: contextlib.ExitStack) -> TrainResult:
+    """The body of :func:`train`; takes the run folder's lock into ``lock`` once it exists."""
     t0 = time.perf_counter()
     run_dir = str(run_dir)
     progress = progress or (lambda event: None)
@@ -408,7 +421,11 @@ def train(
         infos = _check_data(recipe, sources, val_path, val_split)
     spaces = value_spaces(recipe, sources, val_path)  # before anything is written too
     if writer:
-        storage.makedirs(run_dir)
+        try:
+            storage.makedirs(run_dir)
+        except OSError as e:
+            raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+        lock.enter_context(output_lock(run_dir, "lpie-model train"))
         write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
         if writer:
@@ -432,12 +449,7 @@ def train(
     import tensorflow as tf
 
     trainer = Trainer(recipe, strategy, run_dir, chief)
-    resumed_from = 0
-    # Every worker restores from the run's shared checkpoints (non-chiefs save elsewhere).
-    latest = tf.train.latest_checkpoint(storage.join(run_dir, CHECKPOINT_DIR)) if resume else None
-    if latest:
-        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-        resumed_from = int(trainer.value("epoch"))
+    resumed_from, notes = _restore(trainer, run_dir) if resume else (0, [])
     if chief:
         write_model_json(run_dir, recipe, spaces.model)
     metrics_path = storage.join(run_dir, METRICS_FILE)
@@ -445,7 +457,11 @@ def train(
 
     val_ds = validation_dataset(val_path, val_split, crop=data.val_crop,
                                 max_examples=data.val_max_examples, spaces=spaces.mapping)
-    input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
+    datasets = [(src.path, src.split) for src in sources] + [(val_path, val_split)]
+    try:
+        input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
+    except tf.errors.DataLossError as e:
+        raise _data_loss(e, datasets) from None
     tb_images = list(val_ds.take(tr.tensorboard_images)) if tr.tensorboard_images else []
     if chief:
         writers = {name: tf.summary.create_file_writer(storage.join(run_dir, LOG_DIR, name))
@@ -456,7 +472,7 @@ def train(
         "replicas": replicas, "examples": examples, "resumed_from": resumed_from,
         "input_val_psnr": input_psnr, "input_val_ssim": input_ssim,
         "val_pairs": val_pairs, "chief": chief, "value_space": spaces.model,
-        "data_value_space": spaces.data,
+        "data_value_space": spaces.data, "notes": notes,
     }))
 
     try:
@@ -531,6 +547,8 @@ def train(
             f"{paths}: a training image is smaller than the {crop[0]}x{crop[1]} crop of epoch "
             f"{epoch} (only the first pair's size is checked before training); use smaller crops"
         ) from None
+    except tf.errors.DataLossError as e:
+        raise _data_loss(e, datasets) from None
     except tf.errors.UnimplementedError as e:
         if "determinis" not in str(e).lower():
             raise
@@ -554,6 +572,74 @@ def train(
         weights=storage.join(run_dir, WEIGHTS_FILE), resumed_from=resumed_from,
         seconds=time.perf_counter() - t0, notes=spaces.notes, value_space=spaces.model,
     )
+
+
+def _data_loss(e: Any, datasets: list[tuple[str, str]]) -> DataError:
+    """A DataError naming the damaged shard behind TensorFlow's DataLossError ``e``."""
+    text = getattr(e, "message", "") or str(e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    message = next((ln for ln in lines if "corrupt" in ln or "truncated" in ln.lower()),
+                   lines[0] if lines else "DataLossError")
+    shard = damaged_shard(datasets, message)
+    if shard is not None:
+        return DataError(f"{shard}: damaged record ({message}); the dataset needs rebuilding "
+                         "(lpie-data inspect --verify checks a whole dataset)")
+    paths = ", ".join(dict.fromkeys(p for p, _ in datasets))
+    return DataError(f"{paths}: damaged TFRecord data ({message}); run lpie-data inspect "
+                     "--verify on each dataset to find the shard")
+
+
+def _restore(trainer: Trainer, run_dir: str) -> tuple[int, list[str]]:
+    """Restore the newest usable checkpoint of ``run_dir``; return its epoch and notes.
+
+    Checkpoints are tried newest first (``ckpt-N.index`` files, whether or not the
+    ``checkpoint`` index file survived); a damaged one is skipped with a note. Without a usable
+    one a run that finished epochs is refused (OutputError): starting over would overwrite its
+    best weights, metrics and summary. The best PSNR recorded in summary.json is kept when it is
+    higher than the checkpoint's, so an older checkpoint never lets a worse model replace
+    ``best.weights.h5``. Every worker restores from the run's shared checkpoints.
+    """
+    import re
+
+    summary = read_summary(run_dir)
+    done = int(summary.get("epochs_done", 0)) if summary else 0
+    ckpt_dir = storage.join(run_dir, CHECKPOINT_DIR)
+    numbers = []
+    if storage.exists(ckpt_dir):
+        for name in storage.listdir(ckpt_dir):
+            m = re.fullmatch(r"ckpt-(\d+)\.index", name)
+            if m:
+                numbers.append(int(m.group(1)))
+    notes: list[str] = []
+    restored = None
+    for n in sorted(numbers, reverse=True):
+        prefix = storage.join(ckpt_dir, f"ckpt-{n}")
+        try:
+            trainer.checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - any failure to read it makes it unusable
+            detail = (getattr(e, "message", "") or str(e)).splitlines()[0][:200]
+            notes.append(f"{prefix}: damaged checkpoint, skipped ({type(e).__name__}: {detail})")
+            continue
+        restored = n
+        break
+    if restored is None:
+        if done:
+            why = "every checkpoint is damaged" if numbers else f"no checkpoint in {ckpt_dir}"
+            raise OutputError(
+                f"{run_dir}: cannot resume: {why}, but summary.json says {done} epochs were done; "
+                f"starting over would replace its {WEIGHTS_FILE} (best epoch "
+                f"{summary.get('best_epoch')}). Export or copy it, then train into a new --out"
+            )
+        return 0, notes
+    if notes:
+        notes.append(f"resumed from the older checkpoint ckpt-{restored}")
+    best = summary.get("best_val_psnr") if summary else None
+    if (isinstance(best, int | float) and best > float(trainer.value("best_psnr"))
+            and storage.exists(storage.join(run_dir, WEIGHTS_FILE))):
+        trainer.state["best_psnr"].assign(float(best))
+        trainer.state["best_ssim"].assign(float(summary.get("best_val_ssim") or 0.0))
+        trainer.state["best_epoch"].assign(int(summary.get("best_epoch") or 0))
+    return int(trainer.value("epoch")), notes
 
 
 @dataclass(frozen=True)
