@@ -181,13 +181,26 @@ def rename(src: str, dst: str) -> None:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
+    """Write ``data`` to ``path`` through a temporary name and a rename.
+
+    Raises OutputError naming ``path`` when it cannot be written (the temporary file is removed).
+    """
     tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in str(path) else (
         "." + str(path) + ".tmp"
     )
-    with open_file(tmp, "wb") as f:
-        f.write(data)
-    rename(tmp, path)
+    try:
+        with open_file(tmp, "wb") as f:
+            f.write(data)
+        rename(tmp, path)
+    except BaseException as e:  # a full disk, no permission, a kill (^C): no .tmp is left
+        try:
+            if exists(tmp):
+                remove(tmp)
+        except (OSError, LpieError):
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -184,7 +184,10 @@ def train_cmd(
         console.print(text, soft_wrap=True, highlight=False)
 
     def report(e: TrainEvent) -> None:
-        if e.kind == "synth":
+        if e.kind == "synth_wait":
+            bar.update(task, description="waiting for the chief's dataset")
+            say(f"waiting for the chief to write {e.info['path']}")
+        elif e.kind == "synth":
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info

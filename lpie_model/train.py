@@ -44,7 +44,7 @@ from lpie_model.rundir import (
     write_metrics,
     write_model_json,
 )
-from lpie_model.strategies import STRATEGIES, is_chief
+from lpie_model.strategies import STRATEGIES, is_chief, writes_run_dir
 
 TB_IMAGE_SIDE = 256  # validation images in TensorBoard are centre crops of at most this side
 
@@ -79,7 +79,8 @@ class EpochRecord:
 class TrainEvent:
     """Progress reported to the caller.
 
-    kind: ``synth`` (done/total source images), ``start`` (info: replicas, steps, examples,
+    kind: ``synth`` (done/total source images), ``synth_wait`` (a non-chief worker waits for
+    the chief's dataset, info: path), ``start`` (info: replicas, steps, examples,
     input PSNR/SSIM of the validation pairs, resumed epoch), ``step`` (epoch, step/steps, loss),
     ``validate`` (epoch), ``epoch`` (record, improved).
     """
@@ -147,6 +148,27 @@ def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -
         storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
         val_fraction=data.synth_val_fraction, progress=report,
     )
+
+
+def wait_for_dataset(path: str, timeout: float, progress: Progress | None = None,
+                     poll: float = 0.5) -> None:
+    """Waits until the dataset at ``path`` is finished (its ``manifest.json`` exists): what the
+    other workers of a multi-worker run do while the chief synthesises. DataError after
+    ``timeout`` seconds, naming the file waited for."""
+    from lpie_data.shards import MANIFEST
+
+    manifest = storage.join(path, MANIFEST)
+    deadline = time.monotonic() + timeout
+    if progress:
+        progress(TrainEvent("synth_wait", info={"path": manifest}))
+    while not storage.exists(manifest):
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"waited {timeout:g} s (train.join_timeout) for the chief's [synth] dataset: "
+                f"{manifest} did not appear; is the chief running with the same --out, on "
+                "storage this worker sees?"
+            )
+        time.sleep(poll)
 
 
 def _check_data(
@@ -319,14 +341,21 @@ def train(
     progress = progress or (lambda event: None)
     recipe = resolve_paths(recipe)
     data, tr = recipe.data, recipe.train
-    check_run_dir(recipe, run_dir, resume)
+    # Under multiworker only the chief writes; the others find its files in the shared RUN.
+    writer = writes_run_dir(recipe)
+    if writer or resume:
+        check_run_dir(recipe, run_dir, resume)
     sources, val_path, val_split = data_sources(recipe, run_dir)
     if recipe.synth is None:  # given datasets are checked before anything is written
         infos = _check_data(recipe, sources, val_path, val_split)
-    storage.makedirs(run_dir)
-    write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
+    if writer:
+        storage.makedirs(run_dir)
+        write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
-        synthesise(recipe, run_dir, progress)
+        if writer:
+            synthesise(recipe, run_dir, progress)
+        else:
+            wait_for_dataset(storage.join(run_dir, DATA_DIR), tr.join_timeout, progress)
         infos = _check_data(recipe, sources, val_path, val_split)
 
     _seed_everything(tr.seed, tr.deterministic)

@@ -89,7 +89,8 @@ def test_shards_sized_by_bytes_and_named(tmp_path):
         assert s["bytes"] == len(data) <= shard_bytes
         assert s["sha256"] == hashlib.sha256(data).hexdigest()
     assert summary.splits == {"train": {"examples": 11, "bytes": sum(s["bytes"] for s in shards)}}
-    assert sorted(os.listdir(out)) == sorted(["manifest.json", *(s["file"] for s in shards)])
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", "dataset_info.json",
+                                              "features.json", *(s["file"] for s in shards)])
     # Stored order is item order, then the producer's order inside an item.
     keys = [p.key for p in iter_pairs(str(out), "train")]
     assert keys == [f"item{i}/{j:03d}" for i, n in enumerate(counts) for j in range(n)]

@@ -173,14 +173,20 @@ def test_lpie_dataset_as_source_uses_its_targets(tmp_path):
                         exposure=1.0)
     synthesize_dataset(again, [tmp_path / "first"], [dirac_file(tmp_path / "d.npy")],
                        tmp_path / "second", jobs=1, val_fraction=0.0)
-    second = read_all(tmp_path / "second")
-    assert len(second) == 2
-    for pair in second.values():
-        assert pair.meta["source"].startswith("first/")
-        # reinhard-stored targets decode to linear light and tone-map back to themselves
-        match = [t for t in first.values() if t.target.shape == pair.target.shape
-                 and np.abs(t.target - pair.target).max() < 3e-5]
-        assert len(match) == 1
+    synthesize_dataset(again, [f"{tmp_path / 'first'}:validation"],
+                       [dirac_file(tmp_path / "d.npy")], tmp_path / "third", jobs=1,
+                       val_fraction=0.0)
+    # Only the train split by default; another one when named as DATASET:split.
+    for out, split in (("second", "train"), ("third", "validation")):
+        made = read_all(tmp_path / out)
+        assert len(made) == 1
+        for pair in made.values():
+            assert pair.meta["source"].startswith(f"first/{split}/")
+            # reinhard-stored targets decode to linear light and tone-map back to themselves
+            match = [k for k, t in first.items() if t.target.shape == pair.target.shape
+                     and np.abs(t.target - pair.target).max() < 3e-5]
+            assert len(match) == 1
+            assert match[0] in {p.key for p in iter_pairs(str(tmp_path / "first"), split)}
 
 
 def test_library_errors_come_before_any_output(tmp_path):
