@@ -86,6 +86,19 @@ def folder_meta(folder: str) -> dict[str, object]:
     }
 
 
+def skipped_folders(root: Path) -> list[str]:
+    """Notes for the folders next to the scene folders whose names do not follow SIDD's scheme
+    (they are skipped, so a renamed scene would silently go missing without a word)."""
+    sdir = scenes_dir(Path(root))
+    odd = sorted(d.name for d in sdir.iterdir() if d.is_dir() and not FOLDER_RE.match(d.name)
+                 and not d.name.startswith("."))
+    if not odd:
+        return []
+    shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+    return [f"{sdir}: skipped {len(odd)} folder(s) not named like a SIDD scene "
+            f"(0001_001_S6_00100_00060_3200_L): {shown}"]
+
+
 def find_pairs(root: Path) -> list[FramePair]:
     """Every (NOISY, GT) pair, matched by folder and frame index, headers checked."""
     sdir = scenes_dir(root)
@@ -140,7 +153,7 @@ def find_validation(root: Path, val_dir: Path | None) -> tuple[Path, Path] | Non
 
 def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None) -> Plan:
     """One item per training frame pair (split ``train``), one for the validation blocks
-    (first); no notes."""
+    (first); notes name folders skipped for not being named like a SIDD scene."""
     root = Path(root).absolute()  # workers may run elsewhere (Dask)
     val_dir = Path(val_dir).absolute() if val_dir else None
     if tile < 8 or stride < 1 or stride > tile:
@@ -162,7 +175,7 @@ def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None) 
             raise DataError(f"{val[0]}: shape {shapes[0]} differs from {val[1]} ({shapes[1]})")
         items.insert(0, WorkItem("validation-blocks", "validation",
                               ValArgs(str(val_dir or root), str(val[0]), str(val[1]))))
-    return items, []
+    return items, skipped_folders(root)
 
 
 def _check_blocks(path: Path, variable: str) -> tuple[int, ...]:
