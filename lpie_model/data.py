@@ -153,8 +153,12 @@ def training_dataset(
     flips: bool = True,
     rotations: bool = True,
     shuffle_buffer: int = 64,
+    spaces: tuple[str, str] | None = None,
 ) -> Any:
     """Batches of ``(input, target)``, float32 (batch_size, crop_h, crop_w, 3), for one epoch.
+
+    ``spaces``: (data space, training space): both images of every crop are mapped between these
+    value spaces (`lpie_data.valuespace.tf_convert`) inside the map; None keeps stored values.
 
     The element spec leaves H and W unknown (None) so that one compiled step serves all crops.
 
@@ -176,6 +180,7 @@ def training_dataset(
                 tf.stack([tf.constant(aug_seed, tf.int64), i]), 2
             )
             inp, tgt = random_crop_pair(ex["input"], ex["target"], h, w, s[0])
+            inp, tgt = convert_pair(inp, tgt, spaces)
             return augment_pair(inp, tgt, s[1], flips=flips, rotations=rotations,
                                 square=h == w)
 
@@ -197,13 +202,24 @@ def training_dataset(
     return ds.with_options(_options())
 
 
+def convert_pair(inp: Any, tgt: Any, spaces: tuple[str, str] | None) -> tuple[Any, Any]:
+    """Both images mapped from value space ``spaces[0]`` to ``spaces[1]`` (TF ops); as they are
+    when ``spaces`` is None or the two spaces are equal."""
+    if spaces is None or spaces[0] == spaces[1]:
+        return inp, tgt
+    from lpie_data.valuespace import tf_convert
+
+    return tf_convert(inp, *spaces), tf_convert(tgt, *spaces)
+
+
 def validation_dataset(
-    path: str, split: str, *, crop: int = 0, max_examples: int = 0
+    path: str, split: str, *, crop: int = 0, max_examples: int = 0,
+    spaces: tuple[str, str] | None = None,
 ) -> Any:
     """Unbatched ``(input, target)`` pairs, float32 (H, W, 3), in stored order.
 
     ``crop`` > 0 takes the centre crop of that side (smaller images stay whole); ``max_examples``
-    > 0 keeps only the first ones.
+    > 0 keeps only the first ones; ``spaces`` as in `training_dataset`.
     """
     import tensorflow as tf
 
@@ -215,7 +231,7 @@ def validation_dataset(
         inp, tgt = ex["input"], ex["target"]
         if crop:
             inp, tgt = centre_crop(inp, crop), centre_crop(tgt, crop)
-        return inp, tgt
+        return convert_pair(inp, tgt, spaces)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.with_options(_options())

@@ -118,6 +118,7 @@ class TrainResult:
     resumed_from: int
     seconds: float
     notes: tuple[str, ...] = ()
+    value_space: str = ""
 
 
 Progress = Callable[[TrainEvent], None]
@@ -152,6 +153,63 @@ def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -
         storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
         val_fraction=data.synth_val_fraction, progress=report,
     )
+
+
+@dataclass(frozen=True)
+class ValueSpaces:
+    """The value space of a run's data (``data``) and the one the model trains in (``model``);
+    ``notes`` say what was assumed for datasets whose manifest records none."""
+
+    data: str
+    model: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def mapping(self) -> tuple[str, str] | None:
+        """(data, model) for the input pipeline, None when no mapping is needed."""
+        return None if self.data == self.model else (self.data, self.model)
+
+
+def value_spaces(recipe: Recipe, sources: tuple[DatasetRef, ...], val_path: str) -> ValueSpaces:
+    """Reads the value space of every dataset of the run and decides the model's.
+
+    With a ``[synth]`` table the space follows from its ``tone_map`` (known before synthesis).
+    Raises DataError for datasets in different spaces (naming each with its space) and
+    ConfigError for data whose values exceed the model's output range (linear HDR) when
+    ``[data] value_space`` does not map them into a bounded space.
+    """
+    from lpie_data.valuespace import TONE_MAP_SPACES, is_bounded, value_space_of
+
+    notes: list[str] = []
+    if recipe.synth is not None:
+        found = {"[synth]": TONE_MAP_SPACES[recipe.synth.tone_map]}
+        if recipe.data.val_path:
+            found[val_path] = value_space_of(val_path)[0]
+    else:
+        found = {}
+        for path in dict.fromkeys([*(s.path for s in sources), val_path]):
+            space, assumed = value_space_of(path)
+            found[path] = space
+            if assumed:
+                notes.append(f"{path}: manifest.json records no value space; assumed {space!r} "
+                             "from the command that made it")
+    spaces = sorted(set(found.values()))
+    if len(spaces) > 1:
+        listed = ", ".join(f"{p} ({s})" for p, s in found.items())
+        raise DataError(
+            f"the datasets of this run are in different value spaces: {listed}; train on "
+            "datasets of one space (re-make the others, e.g. with the same tone map)"
+        )
+    data_space = spaces[0]
+    model_space = recipe.data.value_space or data_space
+    if not is_bounded(model_space):
+        raise ConfigError(
+            f"{', '.join(found)}: the data are in the {data_space!r} value space (values may "
+            "exceed 1), but LPIENet's output is clipped to [0, 1), so it could not learn them "
+            "and PSNR with peak 1 would mean nothing; set [data] value_space = \"reinhard\" "
+            "(or \"srgb\") in the recipe to map them on the fly"
+        )
+    return ValueSpaces(data_space, model_space, tuple(notes))
 
 
 def wait_for_dataset(path: str, timeout: float, progress: Progress | None = None,
@@ -361,6 +419,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
     sources, val_path, val_split = data_sources(recipe, run_dir)
     if recipe.synth is None:  # given datasets are checked before anything is written
         infos = _check_data(recipe, sources, val_path, val_split)
+    spaces = value_spaces(recipe, sources, val_path)  # before anything is written too
     if writer:
         try:
             storage.makedirs(run_dir)
@@ -392,12 +451,12 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
     trainer = Trainer(recipe, strategy, run_dir, chief)
     resumed_from, notes = _restore(trainer, run_dir) if resume else (0, [])
     if chief:
-        write_model_json(run_dir, recipe)
+        write_model_json(run_dir, recipe, spaces.model)
     metrics_path = storage.join(run_dir, METRICS_FILE)
     rows = read_metrics(metrics_path, resumed_from) if chief else []
 
     val_ds = validation_dataset(val_path, val_split, crop=data.val_crop,
-                                max_examples=data.val_max_examples)
+                                max_examples=data.val_max_examples, spaces=spaces.mapping)
     datasets = [(src.path, src.split) for src in sources] + [(val_path, val_split)]
     try:
         input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
@@ -412,7 +471,8 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
     progress(TrainEvent("start", epoch=resumed_from, epochs=tr.epochs, steps=steps, info={
         "replicas": replicas, "examples": examples, "resumed_from": resumed_from,
         "input_val_psnr": input_psnr, "input_val_ssim": input_ssim,
-        "val_pairs": val_pairs, "chief": chief, "notes": notes,
+        "val_pairs": val_pairs, "chief": chief, "value_space": spaces.model,
+        "data_value_space": spaces.data, "notes": notes,
     }))
 
     try:
@@ -423,7 +483,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
             ds = training_dataset(
                 sources, crop=crop, batch_size=data.batch_size, seed=tr.seed, epoch=epoch,
                 steps=steps, flips=data.flips, rotations=data.rotations,
-                shuffle_buffer=data.shuffle_buffer,
+                shuffle_buffer=data.shuffle_buffer, spaces=spaces.mapping,
             )
             total = 0.0
             with writers["train"].as_default():
@@ -510,7 +570,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
         best_val_ssim=float(trainer.value("best_ssim")),
         input_val_psnr=input_psnr, input_val_ssim=input_ssim,
         weights=storage.join(run_dir, WEIGHTS_FILE), resumed_from=resumed_from,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, notes=spaces.notes, value_space=spaces.model,
     )
 
 
