@@ -286,11 +286,14 @@ def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
     job = previous.get("job", previous)
     same = isinstance(job, dict) and _same_job(job, fingerprint)
     if same and done:
-        # Size and modification time first (cheap); contents only where a file is newer.
+        # Modification times first (cheap); contents only where a file is newer.
         recorded = job.get("inputs_sha256")
-        if (recorded is None or not _newer_inputs([s for st in stats for s in st],
-                                                  storage.mtime_ns(manifest_path))
-                or _combined([_inputs_digest(it) for it in items]) == recorded):
+        if recorded is None or not _newer_inputs([s for st in stats for s in st],
+                                                 storage.mtime_ns(manifest_path)):
+            return "done"
+        if _combined([_inputs_digest(it) for it in items]) == recorded:
+            if not storage.is_remote(manifest_path):  # the same content: hash it once only
+                os.utime(manifest_path)
             return "done"
     elif same:
         _remove_tmp(out)  # left by a run killed while joining (a hard-linked part, ...)
