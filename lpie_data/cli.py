@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.console import (
     console,
     err_console,
@@ -18,6 +19,7 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
+from lpie_data.valuespace import SOURCE_SPACES, UDC_TONEMAP_SPACES, manifest_value_space
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -39,7 +41,7 @@ OutOpt = Annotated[str, typer.Option("--out", help="Output dataset folder (or gs
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers (-1: all cores).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite",
                                             help="Replace an existing dataset made differently.")]
-ShardOpt = Annotated[int, typer.Option("--shard-mb", help="Target shard size in MiB.")]
+ShardOpt = Annotated[int, typer.Option("--shard-mb", min=1, help="Target shard size in MiB.")]
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="joblib backend: loky "
                                              "(local processes), threading, or dask (cluster).")]
 SchedulerOpt = Annotated[
@@ -90,13 +92,16 @@ def run_and_report(
     return summary
 
 
-def print_summary(summary: Any, out: str, what: str = "items") -> None:
-    """The short report after a dataset job: pairs and bytes per split, notes, time."""
+def print_summary(summary: Any, out: str, what: str = "items", lines: Sequence[str] = ()) -> None:
+    """The short report after a dataset job: pairs and bytes per split, ``lines`` (e.g. the
+    clipped share of synth pairs), notes, time."""
     if summary.noop:
         console.print(f"[green]{escape(out)} is already complete[/] (same inputs and arguments): "
                       "nothing to do.", soft_wrap=True)
     for split, s in sorted(summary.splits.items()):
         console.print(f"  {split:>10}: {s['examples']:>7} pairs  {human_bytes(s['bytes'])}")
+    for line in lines:
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     for note in summary.notes:
         console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if not summary.noop:
@@ -135,7 +140,8 @@ def prepare_sidd(
     summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
                              arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
                              backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite)
+                             overwrite=overwrite, notes=sidd.skipped_folders(root),
+                             extra_manifest={"value_space": SOURCE_SPACES[sidd.NAME]})
     if summary.noop:
         return
     frames = sum(1 for it in items if it.split == "train")
@@ -186,7 +192,8 @@ def prepare_udc(
     run_and_report(
         out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
         produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
+        extra_manifest={"value_space": UDC_TONEMAP_SPACES[tonemap.value]})
 
 
 @prepare_app.command("gopro")
@@ -216,7 +223,8 @@ def prepare_gopro(
     run_and_report(
         out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
         produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
+        extra_manifest={"value_space": SOURCE_SPACES[gopro.NAME]})
 
 
 @app.command("inspect")
@@ -241,6 +249,12 @@ def inspect(
     console.print(f"[bold]{escape(path)}[/]  {m['name']}  made by 'lpie-data {m['command']}' "
                   f"(lpie {m['lpie_version']}, format {m['format_version']})", soft_wrap=True,
                   highlight=False)
+    space, assumed = manifest_value_space(m)
+    if space is None:
+        space_text = "unknown (older manifest; see docs/value-spaces.md)"
+    else:
+        space_text = space + (" (assumed: older manifest)" if assumed else "")
+    console.print(f"  value space: {space_text}", soft_wrap=True, highlight=False)
     for split, e in sorted(m["splits"].items()):
         console.print(
             f"  {split:>10}: {e['examples']:>7} pairs in {len(e['shards'])} shard(s), "
@@ -275,10 +289,12 @@ def preview(
     path: Annotated[str, typer.Argument(help="Dataset folder.")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     split: Annotated[str, typer.Option("--split", help="Split to show.")] = "train",
-    count: Annotated[int, typer.Option("--count", help="Number of pairs.")] = 4,
-    gain: Annotated[float, typer.Option("--gain", help="Amplification of the difference.")] = 4.0,
+    count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    gain: Annotated[float, typer.Option("--gain", min=0.0,
+                                        help="Amplification of the difference.")] = 4.0,
 ) -> None:
-    """Write a contact sheet: input | target | amplified difference, one pair per row.
+    """Write a contact sheet (8-bit sRGB PNG): input | target | amplified difference, one pair
+    per row; images are converted to sRGB from the dataset's value space.
 
     Example: lpie-data preview data/sidd --split train --out sheet.png
     """
@@ -298,6 +314,7 @@ psf_app = typer.Typer(
     help="Point spread functions: simulate an under-display-camera PSF, show one.",
 )
 app.add_typer(psf_app, name="psf")
+app.add_typer(calibrate_app, name="calibrate")
 
 
 class SourceSpace(StrEnum):
@@ -312,16 +329,21 @@ def extract(
     out: Annotated[Path, typer.Option("--out", help="Folder for the image files.")],
     split: Annotated[str, typer.Option("--split", help="Split to read.")] = "train",
     count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    stored: Annotated[bool, typer.Option(
+        "--stored", help="Write the stored values unchanged (8-bit / 16-bit PNG as stored, "
+        ".npy for float data) instead of sRGB pictures.")] = False,
 ) -> None:
     """Write the first pairs of a split as image files: <key>_input / <key>_target.
 
-    8-bit data becomes 8-bit PNG, 16-bit data 16-bit PNG, float (linear HDR) data .npy.
+    Default: sRGB pictures to look at (converted from the dataset's value space; 8-bit PNG for
+    8-bit data, else 16-bit PNG). With --stored: the stored values unchanged (8-bit data as
+    8-bit PNG, 16-bit as 16-bit PNG, float (linear HDR) data as .npy).
 
     Example: lpie-data extract demo/data --split validation --count 2 --out demo/inputs
     """
     from lpie_data.preview import extract_pairs
 
-    written = extract_pairs(path, split, out, count)
+    written = extract_pairs(path, split, out, count, stored=stored)
     for f in written:
         console.print(f"  {f}")
     console.print(f"[green]wrote {len(written)} files to {out}[/]")
@@ -359,6 +381,7 @@ def synth(
     import dataclasses
 
     from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize_dataset
+    from lpie_data.synth.pipeline import mean_clipped
 
     cfg = synth_config_from_toml(config) if config else SynthConfig()
     if source_space is not None:
@@ -369,7 +392,10 @@ def synth(
             backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
             overwrite=overwrite, progress=update,
         )
-    print_summary(summary, out, what="source images")
+    clipped = mean_clipped(out)
+    lines = [] if clipped is None else [
+        f"clipped: {clipped:.1%} of the input pixels on average reached x_max (meta 'clipped')"]
+    print_summary(summary, out, what="source images", lines=lines)
 
 
 @psf_app.command("simulate")
@@ -411,6 +437,9 @@ def psf_show(
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     decades: Annotated[float, typer.Option("--decades", min=1.0,
                                            help="Dynamic range shown (powers of 10).")] = 6.0,
+    recentre: Annotated[bool, typer.Option(
+        "--recentre", help="Show the PSF padded so that its centroid is at the array centre "
+        "(as synth's psf_recentre = true uses it).")] = False,
 ) -> None:
     """Picture a PSF: log-scale image per colour channel plus the radial profile.
 
@@ -421,9 +450,13 @@ def psf_show(
     from lpie_data.synth.psf_sim import builtin_psf
     from lpie_data.synth.psf_view import render_psf
 
-    loaded = builtin_psf() if psf == "builtin" else load_psf(psf)
+    loaded = builtin_psf() if psf == "builtin" else load_psf(psf, recentre=recentre)
+    if loaded.warning:
+        err_console.print(f"[bold yellow]warning:[/] {escape(loaded.warning)}", highlight=False,
+                          soft_wrap=True)
     if loaded.note:
-        console.print(f"  [yellow]note:[/] {loaded.note}")
+        console.print(f"  [yellow]note:[/] {escape(loaded.note)}", highlight=False,
+                      soft_wrap=True)
     picture = render_psf(loaded, decades=decades)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_png(out, picture)

@@ -158,6 +158,11 @@ def size(path: str) -> int:
     return _remote("stat", path).length if is_remote(path) else os.path.getsize(path)
 
 
+def mtime_ns(path: str) -> int:
+    """Modification time in nanoseconds."""
+    return _remote("stat", path).mtime_nsec if is_remote(path) else os.stat(path).st_mtime_ns
+
+
 def remove(path: str) -> None:
     if is_remote(path):
         _remote("remove", path, write=True)
@@ -181,13 +186,26 @@ def rename(src: str, dst: str) -> None:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
+    """Write ``data`` to ``path`` through a temporary name and a rename.
+
+    Raises OutputError naming ``path`` when it cannot be written (the temporary file is removed).
+    """
     tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in str(path) else (
         "." + str(path) + ".tmp"
     )
-    with open_file(tmp, "wb") as f:
-        f.write(data)
-    rename(tmp, path)
+    try:
+        with open_file(tmp, "wb") as f:
+            f.write(data)
+        rename(tmp, path)
+    except BaseException as e:  # a full disk, no permission, a kill (^C): no .tmp is left
+        try:
+            if exists(tmp):
+                remove(tmp)
+        except (OSError, LpieError):
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import srgb_to_linear
 from lpie_data.synth import SynthConfig, synthesize_dataset, synthesize_pair
 from lpie_data.synth.blur import to_channels_first
 from lpie_data.synth.noise import NoiseParams
 from lpie_data.synth.psf import make_psf
 from lpie_data.synth.sampling import PairParams, assign_splits, pair_rng
 from lpie_data.synth.tonemap import reinhard
+from lpie_data.valuespace import srgb_to_linear
 
 runner = CliRunner()
 EXACT = {"noise": "none", "x_max": float("inf"), "tone_map": "none", "exposure": 1.0}
@@ -173,14 +173,20 @@ def test_lpie_dataset_as_source_uses_its_targets(tmp_path):
                         exposure=1.0)
     synthesize_dataset(again, [tmp_path / "first"], [dirac_file(tmp_path / "d.npy")],
                        tmp_path / "second", jobs=1, val_fraction=0.0)
-    second = read_all(tmp_path / "second")
-    assert len(second) == 2
-    for pair in second.values():
-        assert pair.meta["source"].startswith("first/")
-        # reinhard-stored targets decode to linear light and tone-map back to themselves
-        match = [t for t in first.values() if t.target.shape == pair.target.shape
-                 and np.abs(t.target - pair.target).max() < 3e-5]
-        assert len(match) == 1
+    synthesize_dataset(again, [f"{tmp_path / 'first'}:validation"],
+                       [dirac_file(tmp_path / "d.npy")], tmp_path / "third", jobs=1,
+                       val_fraction=0.0)
+    # Only the train split by default; another one when named as DATASET:split.
+    for out, split in (("second", "train"), ("third", "validation")):
+        made = read_all(tmp_path / out)
+        assert len(made) == 1
+        for pair in made.values():
+            assert pair.meta["source"].startswith(f"first/{split}/")
+            # reinhard-stored targets decode to linear light and tone-map back to themselves
+            match = [k for k, t in first.items() if t.target.shape == pair.target.shape
+                     and np.abs(t.target - pair.target).max() < 3e-5]
+            assert len(match) == 1
+            assert match[0] in {p.key for p in iter_pairs(str(tmp_path / "first"), split)}
 
 
 def test_library_errors_come_before_any_output(tmp_path):

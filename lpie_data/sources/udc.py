@@ -32,11 +32,10 @@ from lpie_data.errors import ConfigError, DataError
 from lpie_data.jobs import WorkItem
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
+from lpie_data.valuespace import FLOAT16_MAX, encode, reinhard
 
 NAME = "udc"
 DEFAULT_PSF_POS = 5
-REINHARD_KNEE = 0.25
-FLOAT16_MAX = 65504.0
 PSF_DIR_RE = re.compile(r"^ZTE_new_(?P<pos>\d+)$")
 DISCNET_SPLITS = {"train": "train", "test": "test"}  # split -> folder under GT/ and input/*/
 MIPI_SPLITS = {"train": "training", "test": "validation"}  # split -> MIPI folder
@@ -44,12 +43,8 @@ MIPI_SPLITS = {"train": "training", "test": "validation"}  # split -> MIPI folde
 
 def reinhard_uint16(x: np.ndarray) -> np.ndarray:
     """Reinhard tone map for storage: float32 H x W x 3 >= 0 -> uint16 ``round(65535 y)``
-    with ``y = x / (x + 0.25)`` in [0, 1), computed in float32 (one buffer, in place)."""
-    y = x + np.float32(REINHARD_KNEE)
-    np.divide(x, y, out=y)
-    y *= np.float32(65535.0)
-    np.rint(y, out=y)
-    return y.astype(np.uint16)
+    with ``y = x / (x + 0.25)`` in [0, 1) (:mod:`lpie_data.valuespace`'s map and encoding)."""
+    return encode(reinhard(x), "reinhard")
 
 
 def linear_float16(x: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from lpie_data.synth.sampling import PairParams, assign_splits, draw_pair_params
 from lpie_data.synth.sources import SourceImage, find_sources, load_source
 from lpie_data.synth.tonemap import encode_for_storage, get_tone_map
 from lpie_data.tomlconfig import to_dict
+from lpie_data.valuespace import TONE_MAP_SPACES
 
 DATASET_NAME = "synth"
 COMMAND = "synth"
@@ -48,6 +49,37 @@ def degrade(
     noisy = apply_noise(blurred, params.noise, rng)
     np.clip(noisy, 0.0, np.float32(params.x_max), out=noisy)
     return gamma(noisy), gamma(clean)
+
+
+def clipped_fraction(inp: np.ndarray, x_max: float, tone_map: str) -> float:
+    """Share of the pixels of a tone-mapped input ``gamma(C(x * k + n))`` that reached the
+    clip level: a channel at or above ``gamma(x_max)`` (for ``srgb``, whose curve saturates
+    at 1, that is linear ``min(x_max, 1)``). 0 when nothing can clip (``x_max = inf``)."""
+    with np.errstate(invalid="ignore"):
+        level = get_tone_map(tone_map)(np.full((1, 1, 1), x_max, np.float32))[0, 0, 0]
+    if not np.isfinite(level) or inp.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.any(inp >= level, axis=2))) / (inp.shape[0] * inp.shape[1])
+
+
+def mean_clipped(path: str) -> float | None:
+    """Mean ``clipped`` of every pair of a synth dataset (read from the record meta only);
+    None when its pairs do not record it (made by an older lpie)."""
+    from lpie_data import storage
+    from lpie_data.records import record_meta, record_offsets
+    from lpie_data.shards import read_manifest
+
+    values = []
+    for entry in read_manifest(path)["splits"].values():
+        for shard in entry["shards"]:
+            shard_path = storage.join(path, shard["file"])
+            with storage.open_file(shard_path, "rb") as f:
+                for offset, _ in record_offsets(f, shard_path):
+                    value = record_meta(f, offset, shard_path).get("clipped")
+                    if value is None:
+                        return None
+                    values.append(float(value))
+    return sum(values) / len(values) if values else None
 
 
 def synthesize_pair(
@@ -77,11 +109,13 @@ def synthesize_pair(
 @dataclass(frozen=True)
 class PsfRef:
     """How a worker finds a PSF: a file path, or ``builtin`` for the simulated one; ``digest``
-    is the content the main process validated (a changed file is refused)."""
+    is the content the main process validated (a changed file is refused); ``recentre``: as
+    loaded with ``psf_recentre``."""
 
     id: str
     path: str
     digest: str = ""
+    recentre: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +136,8 @@ def resolve_psf(ref: PsfRef) -> Psf:
     """The PSF behind ``ref``, loaded once per process."""
     key = (ref.id, ref.path, ref.digest)
     if key not in _PSFS:
-        psf = builtin_psf() if ref.path == "builtin" else load_psf(ref.path, ref.id)
+        psf = (builtin_psf() if ref.path == "builtin"
+               else load_psf(ref.path, ref.id, recentre=ref.recentre))
         if ref.digest and psf.digest != ref.digest:
             raise DataError(f"{ref.path}: PSF file changed while the job was running")
         _PSFS[key] = psf
@@ -140,6 +175,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
             "tone_map": config.tone_map,
             "source_space": config.source_space if args.source.kind == "photo" else "linear",
             **params.as_meta(),
+            "clipped": round(clipped_fraction(inp, params.x_max, config.tone_map), 6),
         }
         yield Example(
             pair_key(args.source.key, index),
@@ -168,12 +204,13 @@ def _fft_workers(jobs: int, backend: str) -> int:
     return max(1, cores // n)
 
 
-def _load_psfs(psfs: Sequence[str | Path]) -> tuple[list[Psf], list[PsfRef]]:
+def _load_psfs(psfs: Sequence[str | Path], recentre: bool) -> tuple[list[Psf], list[PsfRef]]:
     if not psfs:
         psf = builtin_psf()
         return [psf], [PsfRef(BUILTIN_PSF_ID, "builtin", psf.digest)]
-    loaded = load_psfs([Path(p) for p in psfs])
-    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest) for p in loaded]
+    loaded = load_psfs([Path(p) for p in psfs], recentre=recentre)
+    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest, recentre)
+                    for p in loaded]
 
 
 def plan(
@@ -195,15 +232,20 @@ def plan(
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     found = find_sources([str(s) for s in sources])
-    loaded, refs = _load_psfs(psfs)
-    notes = [p.note for p in loaded if p.note]
+    loaded, refs = _load_psfs(psfs, config.psf_recentre)
+    notes = [n for p in loaded for n in (p.warning, p.note) if n]
     if not sources:
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
         notes.append("no --psf given: using the built-in simulated under-display-camera PSF")
-    splits = assign_splits([s.key for s in found], seed, val_fraction)
+    if config.noise == "calibrated":  # read and check it before any work starts
+        from lpie_data.synth.noise import load_noise_file
+
+        noise_groups = load_noise_file(config.noise_file).groups
+    # Split by source image: every record cut from one image lands in the same split.
+    splits = assign_splits(sorted({s.image for s in found}), seed, val_fraction)
     items = [
-        WorkItem(s.key, splits[s.key], SynthItem(s, tuple(refs), config, seed, fft_workers))
+        WorkItem(s.key, splits[s.image], SynthItem(s, tuple(refs), config, seed, fft_workers))
         for s in found
     ]
     arguments = {
@@ -214,6 +256,8 @@ def plan(
         "seed": seed,
         "val_fraction": val_fraction,
     }
+    if config.noise == "calibrated":
+        arguments["noise_groups"] = json_safe([list(g) for g in noise_groups])
     return items, arguments, notes, loaded
 
 
@@ -247,6 +291,7 @@ def synthesize_dataset(
     )
     extra = {
         "tone_map": config.tone_map,
+        "value_space": TONE_MAP_SPACES[config.tone_map],
         "synth": json_safe(to_dict(config)),
         "psfs": [{"id": p.id, "source": p.source, "digest": p.digest} for p in loaded],
     }
