@@ -151,7 +151,8 @@ def test_two_workers_match_one_and_resume_after_a_sigkill(tmp_path: Path, ramps:
     chief_pids.add(procs[0].pid)
     assert finish(procs, logs) == [0, 0], logs[0].read_text()[-3000:] + logs[1].read_text()
     resumed = logs[0].read_text().split("resuming after epoch ")[1].split(":")[0]
-    assert int(resumed) == len(epochs_at_kill)
+    # From the last checkpoint: epoch 1's, or epoch 2's if the chief could still finish it.
+    assert len(epochs_at_kill) <= int(resumed) <= 2
     rows = read_rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]  # each epoch once
     assert "2 replica(s)" in logs[1].read_text()
