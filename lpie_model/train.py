@@ -548,6 +548,14 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
             f"{paths}: a training image is smaller than the {crop[0]}x{crop[1]} crop of epoch "
             f"{epoch} (only the first pair's size is checked before training); use smaller crops"
         ) from None
+    except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
+        if tr.strategy != "multiworker":
+            raise
+        first = (e.message or str(e)).strip().splitlines()[0]
+        raise DataError(
+            f"epoch {epoch}: another worker of the cluster stopped ({first}); start every "
+            "worker again with the same command and --resume"
+        ) from None
     except tf.errors.DataLossError as e:
         raise _data_loss(e, datasets) from None
     except tf.errors.UnimplementedError as e:
