@@ -6,6 +6,10 @@ cluster through joblib's dask backend). Each finished item leaves a part file in
 ``OUT/.lpie-work/``; a rerun skips finished items, so a killed job resumes and ends with exactly
 the bytes an uninterrupted run writes. Once every item is done the parts become shards and
 ``manifest.json`` is written last.
+
+A job holds an advisory lock on its (local) output folder while it runs (:func:`output_lock`).
+Its fingerprint covers the command, arguments, items and the content of every input file
+(:func:`item_inputs`), checked cheaply on a rerun (see docs/reliability.md).
 """
 
 from __future__ import annotations
