@@ -6,6 +6,10 @@ cluster through joblib's dask backend). Each finished item leaves a part file in
 ``OUT/.lpie-work/``; a rerun skips finished items, so a killed job resumes and ends with exactly
 the bytes an uninterrupted run writes. Once every item is done the parts become shards and
 ``manifest.json`` is written last.
+
+A job holds an advisory lock on its (local) output folder while it runs (:func:`output_lock`).
+Its fingerprint covers the command, arguments, items and the content of every input file
+(:func:`item_inputs`), checked cheaply on a rerun (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -145,11 +150,17 @@ def _inputs_digest(item: WorkItem) -> str:
     when a file is newer than the state it is compared with (:func:`_newer_inputs`).
     """
     digest = hashlib.sha256()
-    for path, size, _ in item_inputs(item):
-        with open(path, "rb") as f:
-            content = hashlib.file_digest(f, "blake2b").hexdigest()
-        digest.update(f"{path}\t{size}\t{content}\n".encode())
+    for path, size, mtime in item_inputs(item):
+        digest.update(f"{path}\t{size}\t{_file_blake2(path, size, mtime)}\n".encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_blake2(path: str, size: int, mtime_ns: int) -> str:
+    """BLAKE2 of a file, once per process for each (path, size, mtime): many items can share
+    one input (synthesis from a dataset's shards reads one record of a large shard each)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()
 
 
 def _newer_inputs(stats: Sequence[tuple[str, int, int]], than_ns: int) -> bool:
