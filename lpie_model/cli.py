@@ -329,13 +329,18 @@ def export_cmd(
     crop = fixed or (ex.CALIBRATION_CROP, ex.CALIBRATION_CROP)
     cal = None
     if calibration is not None:
-        parity = ex.dataset_inputs(calibration, calibration_split, 3)
+        # Parity and calibration images go into the model's value space (when it records one).
+        from lpie_data.valuespace import value_space_of
+
+        data_space = value_space_of(calibration)[0] if net.lpie_value_space else None
+        parity = [(k, ex.to_model_space(x, data_space, net))
+                  for k, x in ex.dataset_inputs(calibration, calibration_split, 3)]
         if precision == "int8":
-            cal = ex.dataset_calibration(
+            cal = [ex.to_model_space(x, data_space, net) for x in ex.dataset_calibration(
                 calibration, calibration_split, count=calibration_count, crop=crop
-            )
+            )]
     else:
-        parity = ex.sample_photos()
+        parity = [(k, ex.to_model_space(x, "srgb", net)) for k, x in ex.sample_photos()]
         if precision == "int8":
             console.print(
                 "[yellow]int8: calibrating on sample photos; pass --calibration DATA "
@@ -354,9 +359,14 @@ def export_cmd(
         )
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
+    if report["value_space"] is None:
+        err_console.print(f"[yellow]note:[/] {model} records no value space: the .tflite says "
+                          "so (null), and enhance/evaluate will feed it stored values unchanged",
+                          highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
-        f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}"
+        f"{report['params']:,} params, value space {report['value_space']}, "
+        f"builtin ops: {', '.join(report['ops'])}"
     )
     for row in p["images"]:
         console.print(

@@ -240,6 +240,17 @@ def model_metadata(model: Any, precision: str, io: str) -> dict[str, Any]:
     }
 
 
+def to_model_space(image: np.ndarray, space: str | None, model: Any) -> np.ndarray:
+    """`image` (values of value space `space`) mapped into the value space `model` works in
+    (`model.lpie_value_space`); unchanged when either is unknown (None) or they are equal."""
+    target = getattr(model, "lpie_value_space", None)
+    if space is None or target is None or space == target:
+        return image
+    from lpie_data.valuespace import convert
+
+    return convert(image, space, target)
+
+
 def add_metadata(content: bytes, info: dict[str, Any], name: str = METADATA_NAME) -> bytes:
     """The .tflite flatbuffer `content` with `info` as JSON in its `Model.metadata` entry `name`.
 
