@@ -35,7 +35,8 @@ from lpie_data.calibrate import (
     fit_psf,
     load_linear_pairs,
 )
-from lpie_data.synth import SynthConfig, synthesize_dataset
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, synthesize
 from lpie_data.synth.blur import fft_shape_for
 from lpie_data.synth.psf import load_psf, save_psf
 from lpie_data.synth.psf_sim import DisplayOptics, simulate_udc_psf
@@ -56,7 +57,8 @@ def make_dataset(folder: Path, pairs: int, psf_size: int) -> tuple[str, Path]:
     save_psf(psf, simulate_udc_psf(DisplayOptics(size=psf_size)))
     cfg = SynthConfig(crop=SIZE, pairs_per_image=1, exposure=1.5, noise="fixed", beta1=5e-4,
                       beta2=5e-6, x_max=1.0, tone_map="none")
-    synthesize_dataset(cfg, [src], [psf], folder / "ds", jobs=1, val_fraction=0.0)
+    synthesize(folder / "ds", sources=[src], psfs=[psf], config=cfg, job=JobOptions(jobs=1),
+               val_fraction=0.0)
     return str(folder / "ds"), psf
 
 

@@ -6,6 +6,10 @@ cluster through joblib's dask backend). Each finished item leaves a part file in
 ``OUT/.lpie-work/``; a rerun skips finished items, so a killed job resumes and ends with exactly
 the bytes an uninterrupted run writes. Once every item is done the parts become shards and
 ``manifest.json`` is written last.
+
+A job holds an advisory lock on its (local) output folder while it runs (:func:`output_lock`).
+Its fingerprint covers the command, arguments, items and the content of every input file
+(:func:`item_inputs`), checked cheaply on a rerun (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +33,8 @@ import numpy as np
 
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.items import Produce, WorkItem
+from lpie_data.records import example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -48,13 +54,36 @@ LOCK_FILE = ".lpie-lock"
 BACKENDS = ("loky", "threading", "dask")
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    """One unit of work: ``key`` is unique and stable, ``args`` is picklable."""
+__all__ = ["BACKENDS", "JobOptions", "JobSummary", "WorkItem", "run_job"]
 
-    key: str
-    split: str
-    args: Any = None
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a dataset job runs: the bundle every job entry point takes as ``job=``.
+
+    ``jobs``: parallel workers (-1: all cores); ``backend``: joblib backend, one of
+    :data:`BACKENDS` (``dask`` runs on the cluster at ``scheduler``); ``shard_bytes``: target
+    shard size; ``overwrite``: replace a dataset made with other arguments; ``progress(done,
+    total)``: called as items finish; ``warn(note)``: called with each note about the inputs
+    before the work starts (the notes are in the summary too). Only ``shard_bytes`` changes the
+    bytes written.
+    """
+
+    jobs: int = -1
+    backend: str = "loky"
+    scheduler: str | None = None
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    overwrite: bool = False
+    progress: Callable[[int, int], None] | None = None
+    warn: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise OutputError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.jobs == 0:
+            raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+        if self.shard_bytes < 1:
+            raise ConfigError(f"shard size must be positive, got {self.shard_bytes} bytes")
 
 
 @dataclass
@@ -114,11 +143,38 @@ def item_inputs(item: WorkItem) -> list[tuple[str, int, int]]:
 
 
 def _inputs_digest(item: WorkItem) -> str:
-    return hashlib.sha256(json.dumps(item_inputs(item)).encode()).hexdigest()
+    """Digest of the *content* of the item's input files (names, sizes and BLAKE2 hashes).
+
+    Content, not modification times: a dataset's bytes stay the same whoever copied the sources
+    and how. It is computed by the worker that reads the files anyway; a rerun only rehashes
+    when a file is newer than the state it is compared with (:func:`_newer_inputs`).
+    """
+    digest = hashlib.sha256()
+    for path, size, mtime in item_inputs(item):
+        digest.update(f"{path}\t{size}\t{_file_blake2(path, size, mtime)}\n".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_blake2(path: str, size: int, mtime_ns: int) -> str:
+    """BLAKE2 of a file, once per process for each (path, size, mtime): many items can share
+    one input (synthesis from a dataset's shards reads one record of a large shard each)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()
+
+
+def _newer_inputs(stats: Sequence[tuple[str, int, int]], than_ns: int) -> bool:
+    """Whether any input file was modified after (or in the same clock tick as) ``than_ns``,
+    a state file's mtime."""
+    return any(mtime >= than_ns for _, _, mtime in stats)
+
+
+def _combined(digests: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def _fingerprint(name: str, command: str, arguments: dict, items: Sequence[WorkItem],
-                 shard_bytes: int, inputs: Sequence[str] = ()) -> dict[str, Any]:
+                 shard_bytes: int) -> dict[str, Any]:
     keys = hashlib.sha256("\n".join(f"{i.split}\t{i.key}" for i in items).encode()).hexdigest()
     return {
         "format": FORMAT,
@@ -128,16 +184,16 @@ def _fingerprint(name: str, command: str, arguments: dict, items: Sequence[WorkI
         "arguments": arguments,
         "shard_bytes": shard_bytes,
         "items_sha256": keys,
-        # Size and modification time of every input file: a source changed in place makes
-        # another fingerprint, so a finished dataset is never kept stale (see docs/reliability).
-        "inputs_sha256": hashlib.sha256("\n".join(inputs).encode()).hexdigest(),
     }
 
 
-def _same_job(a: dict[str, Any], b: dict[str, Any], inputs: bool = True) -> bool:
-    drop = () if inputs else ("inputs_sha256",)
-    return {k: v for k, v in a.items() if k not in drop} == \
-        {k: v for k, v in b.items() if k not in drop}
+def _same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same command, arguments and items (the content of the inputs is checked separately: the
+    manifest's ``job.inputs_sha256`` covers the content of every input file)."""
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != "inputs_sha256"}
+
+    return strip(a) == strip(b)
 
 
 def _read_state(path: str, what: str) -> Any:
@@ -163,8 +219,7 @@ def _part_path(work: str, index: int) -> str:
     return storage.join(work, f"part-{index:06d}")
 
 
-def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, index: int,
-             work: str) -> int:
+def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
     """Worker side: run ``produce`` and write the item's part file + sidecar atomically."""
     base = _part_path(work, index)
     inputs = _inputs_digest(item)  # what this part was made from (checked on a resume)
@@ -194,13 +249,16 @@ def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, i
     return len(records)
 
 
-def _load_part(work: str, index: int, item: WorkItem, inputs: str | None = None,
-               notes: list[str] | None = None) -> Part | None:
+def _load_part(work: str, index: int, item: WorkItem,
+               stats: Sequence[tuple[str, int, int]] | None = None,
+               notes: list[str] | None = None, digests: dict[int, str] | None = None
+               ) -> Part | None:
     """The finished part of ``item``, or None where it must be (re)done.
 
     A part is redone when its files are missing, its sidecar is damaged or its record file has
-    another size than the sidecar says (with a note in ``notes``), or when ``inputs`` is given
-    and differs from the digest of the input files the part was made from.
+    another size than the sidecar says (with a note in ``notes``), or when ``stats`` (the
+    item's input files) shows a file modified after the part was made whose content differs.
+    ``digests[index]`` receives the content digest of the part's inputs.
     """
     base = _part_path(work, index)
     if not (storage.exists(base + ".json") and storage.exists(base + ".rec")):
@@ -223,14 +281,19 @@ def _load_part(work: str, index: int, item: WorkItem, inputs: str | None = None,
             notes.append(f"{base}.rec: {storage.size(base + '.rec')} bytes, its sidecar says "
                          f"{part.size}; {item.key} redone")
         return None
-    if inputs is not None and side.get("inputs") != inputs:
+    if (stats is not None and _newer_inputs(stats, storage.mtime_ns(base + ".json"))
+            and side.get("inputs") != _inputs_digest(item)):
         if notes is not None:
             notes.append(f"{item.key}: its input files changed since the interrupted run; redone")
         return None
+    if digests is not None:
+        digests[index] = side.get("inputs", "")
     return part
 
 
-def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str) -> str:
+def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
+                 items: Sequence[WorkItem] = (),
+                 stats: Sequence[Sequence[tuple[str, int, int]]] = ()) -> str:
     """Check OUT (which exists) and return 'done', 'resume' or 'new'."""
     if not storage.isdir(out):
         raise OutputError(f"{out}: exists and is not a folder")
@@ -255,13 +318,22 @@ def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str) -> str
         return "new"
     done = storage.exists(manifest_path)
     job = previous.get("job", previous)
-    if isinstance(job, dict) and _same_job(job, fingerprint, inputs=done):
-        if done:
+    same = isinstance(job, dict) and _same_job(job, fingerprint)
+    if same and done:
+        # Modification times first (cheap); contents only where a file is newer.
+        recorded = job.get("inputs_sha256")
+        if recorded is None or not _newer_inputs([s for st in stats for s in st],
+                                                 storage.mtime_ns(manifest_path)):
             return "done"
+        if _combined([_inputs_digest(it) for it in items]) == recorded:
+            if not storage.is_remote(manifest_path):  # the same content: hash it once only
+                os.utime(manifest_path)
+            return "done"
+    elif same:
         _remove_tmp(out)  # left by a run killed while joining (a hard-linked part, ...)
         return "resume"
     if not overwrite:
-        if isinstance(job, dict) and _same_job(job, fingerprint, inputs=False):
+        if same:
             raise OutputError(
                 f"{out}: its input files changed (size or modification time) since this "
                 "dataset was made; use --overwrite to rebuild it, or another --out"
@@ -341,29 +413,23 @@ def run_job(
     command: str,
     arguments: dict[str, Any],
     items: Sequence[WorkItem],
-    produce: Callable[[WorkItem], Iterable[Example]],
+    produce: Produce,
+    job: JobOptions = JobOptions(),
     *,
-    jobs: int = -1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    notes: Sequence[str] = (),
     extra_manifest: dict[str, Any] | None = None,
 ) -> JobSummary:
     """Write the dataset ``out`` from ``items`` (in the given order) with ``produce``.
 
     ``arguments`` identifies the output (leave out jobs/backend: they never change bytes).
-    ``progress(done, total)`` is called as items finish. Resumes a killed run; a finished,
-    identical run is a no-op (``summary.noop``); other content in ``out`` is refused unless
-    ``overwrite``. Raises LpieError subclasses; worker errors propagate with their message.
+    ``notes`` about the inputs go to ``job.warn`` before any work and into the summary.
+    Resumes a killed run; a finished, identical run is a no-op (``summary.noop``); other
+    content in ``out`` is refused unless ``job.overwrite``. Raises LpieError subclasses;
+    worker errors propagate with their message.
     """
     t0 = time.perf_counter()
     out = str(out)
-    if backend not in BACKENDS:
-        raise OutputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    if jobs == 0:
-        raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+    shard_bytes = job.shard_bytes
     if not items:
         raise DataError("nothing to do: no input items were found")
     seen: set[str] = set()
@@ -371,9 +437,10 @@ def run_job(
         if it.key in seen:
             raise DataError(f"duplicate work item {it.key!r}")
         seen.add(it.key)
-    inputs = [_inputs_digest(it) for it in items]
-    fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes,
-                                                     inputs)))
+    inputs = [item_inputs(it) for it in items]  # stat only; refuses FIFOs before any work
+    fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes)))
+    for note in notes if job.warn else ():
+        job.warn(note)
     if not storage.exists(out):
         try:
             storage.makedirs(out)
@@ -383,20 +450,19 @@ def run_job(
         raise OutputError(f"{out}: exists and is not a folder")
     with output_lock(out, command):
         return _run_locked(out, name, command, arguments, items, produce, fingerprint, inputs,
-                           jobs=jobs, backend=backend, scheduler=scheduler,
-                           shard_bytes=shard_bytes, overwrite=overwrite, progress=progress,
-                           extra_manifest=extra_manifest, t0=t0)
+                           job=job, notes=notes, extra_manifest=extra_manifest, t0=t0)
 
 
 def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
-                items: Sequence[WorkItem], produce: Callable[[WorkItem], Iterable[Example]],
-                fingerprint: dict[str, Any], inputs: Sequence[str], *, jobs: int, backend: str,
-                scheduler: str | None, shard_bytes: int, overwrite: bool,
-                progress: Callable[[int, int], None] | None,
-                extra_manifest: dict[str, Any] | None, t0: float) -> JobSummary:
+                items: Sequence[WorkItem], produce: Produce, fingerprint: dict[str, Any],
+                inputs: Sequence[Sequence[tuple[str, int, int]]], *, job: JobOptions,
+                notes: Sequence[str], extra_manifest: dict[str, Any] | None,
+                t0: float) -> JobSummary:
     """The body of :func:`run_job`, run while this process holds the output folder's lock."""
-    state = _prepare_out(out, fingerprint, overwrite, name)
-    summary = JobSummary(out=out, items=len(items))
+    jobs, backend, scheduler = job.jobs, job.backend, job.scheduler
+    shard_bytes, overwrite, progress = job.shard_bytes, job.overwrite, job.progress
+    state = _prepare_out(out, fingerprint, overwrite, name, items, inputs)
+    summary = JobSummary(out=out, items=len(items), notes=list(notes))
     if state == "done":
         summary.noop = True
         from lpie_data.shards import read_manifest
@@ -415,8 +481,9 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         raise OutputError(f"{out}: cannot write ({e.strerror})") from None
 
     parts: dict[int, Part] = {}
+    digests: dict[int, str] = {}
     for index, item in enumerate(items):
-        part = _load_part(work, index, item, inputs[index], summary.notes)
+        part = _load_part(work, index, item, inputs[index], summary.notes, digests)
         if part is not None:
             parts[index] = part
     summary.items_resumed = len(parts)
@@ -430,7 +497,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
             if progress:
                 progress(done, len(items))
     for index, item in todo:
-        part = _load_part(work, index, item)
+        part = _load_part(work, index, item, digests=digests)
         if part is None:
             raise DataError(f"{item.key}: worker finished but left no part file")
         parts[index] = part
@@ -447,7 +514,8 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         "name": name,
         "command": command,
         "arguments": arguments,
-        "job": fingerprint,
+        # The content of every input file: a source changed in place is noticed on a rerun.
+        "job": {**fingerprint, "inputs_sha256": _combined([digests[i] for i in range(len(items))])},
         "splits": {},
     }
     if extra_manifest:

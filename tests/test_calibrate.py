@@ -23,7 +23,8 @@ from lpie_data.calibrate import (
 from lpie_data.cli import app
 from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.synth import SynthConfig, synthesize_dataset
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, synthesize
 from lpie_data.synth.noise import NoiseParams, apply_noise
 from lpie_data.synth.psf import load_psf
 from lpie_data.synth.psf_sim import DisplayOptics, simulate_udc_psf
@@ -83,7 +84,8 @@ def make_pairs(tmp: Path, name: str, kernel: np.ndarray, n: int, size: int = 128
     src = textured_sources(tmp / f"{name}_src", n, src_size or size)
     cfg = SynthConfig(crop=size, **{**NO_CLIP, **config})
     out = tmp / name
-    synthesize_dataset(cfg, [src], [psf], out, jobs=1, val_fraction=0.0)
+    synthesize(out, sources=[src], psfs=[psf], config=cfg, job=JobOptions(jobs=1),
+               val_fraction=0.0)
     return str(out)
 
 
@@ -308,8 +310,8 @@ def test_pairs_of_different_sizes_are_refused(tmp_path):
     np.save(src / "big.npy", np.ones((40, 40, 3), np.float32))
     save_kernel(tmp_path / "d.npy", dirac())
     cfg = SynthConfig(crop=32, noise="none", **NO_CLIP)
-    synthesize_dataset(cfg, [src], [tmp_path / "d.npy"], tmp_path / "mixed", jobs=1,
-                       val_fraction=0.0)
+    synthesize(tmp_path / "mixed", sources=[src], psfs=[tmp_path / "d.npy"], config=cfg,
+               job=JobOptions(jobs=1), val_fraction=0.0)
     with pytest.raises(DataError, match="mixed.*different sizes"):
         load_linear_pairs(str(tmp_path / "mixed"))
 
@@ -325,6 +327,6 @@ def test_synth_calibrated_noise_needs_a_good_file(tmp_path):
     dirac_file = save_kernel(tmp_path / "d.npy", dirac())
     with pytest.raises(DataError, match="missing.json"):
         cfg = SynthConfig(noise="calibrated", noise_file=str(tmp_path / "missing.json"))
-        synthesize_dataset(cfg,
-                           [src], [dirac_file], tmp_path / "out", jobs=1)
+        synthesize(tmp_path / "out", sources=[src], psfs=[dirac_file], config=cfg,
+                   job=JobOptions(jobs=1))
     assert not (tmp_path / "out").exists()
