@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import png_header, read_png8_rgb
+from lpie_data.images import png_header, read_png8_rgb_pair
 from lpie_data.jobs import WorkItem
 from lpie_data.records import Example
 
@@ -155,8 +155,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
     """Worker: the whole frame pair, uint8 H x W x 3 (blurred input, sharp target)."""
     a: FrameArgs = item.args
     root = Path(a.root)
-    inp = read_png8_rgb(root / a.input)
-    tgt = read_png8_rgb(root / a.target)
+    inp, tgt = read_png8_rgb_pair(root / a.input, root / a.target)
     if inp.shape != tgt.shape:
         raise DataError(f"{root / a.input}: shape {inp.shape} differs from its sharp frame "
                         f"({tgt.shape})")

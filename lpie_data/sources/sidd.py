@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import color_type_name, png_header, read_png8_rgb
+from lpie_data.images import color_type_name, png_header, read_png8_rgb_pair
 from lpie_data.jobs import WorkItem
 from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
@@ -186,8 +186,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
         return
     a: TileArgs = item.args
     root = Path(a.root)
-    noisy = read_png8_rgb(root / a.pair.noisy)
-    gt = read_png8_rgb(root / a.pair.gt)
+    noisy, gt = read_png8_rgb_pair(root / a.pair.noisy, root / a.pair.gt)
     if noisy.shape != gt.shape:
         raise DataError(f"{root / a.pair.noisy}: shape {noisy.shape} differs from GT {gt.shape}")
     meta = {"source": a.pair.noisy, "target_source": a.pair.gt, "frame": a.pair.frame,
