@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
+from lpie_data.images import both
 from lpie_data.jobs import WorkItem
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
@@ -315,8 +316,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
     encoded for storage (uint16 for ``reinhard``, float16 for ``none``)."""
     a: UdcArgs = item.args
     root = Path(a.root)
-    inp = load_hdr(root / a.input)
-    gt = load_hdr(root / a.target)
+    inp, gt = both(load_hdr, root / a.input, root / a.target)
     if inp.shape != gt.shape:
         raise DataError(f"{root / a.input}: shape {inp.shape} differs from its ground truth "
                         f"({gt.shape})")
@@ -330,9 +330,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
     h, w, _ = inp.shape
     for y in tile_starts(h, p, p):
         for x in tile_starts(w, p, p):
-            yield Example(
-                f"{a.prefix}/{y:05d}_{x:05d}",
-                encode(inp[y : y + p, x : x + p]),
-                encode(gt[y : y + p, x : x + p]),
-                {**a.meta, "box": [y, x, p, p]},
-            )
+            stored_inp, stored_gt = both(encode, inp[y : y + p, x : x + p],
+                                         gt[y : y + p, x : x + p])
+            yield Example(f"{a.prefix}/{y:05d}_{x:05d}", stored_inp, stored_gt,
+                          {**a.meta, "box": [y, x, p, p]})
