@@ -41,7 +41,7 @@ OutOpt = Annotated[str, typer.Option("--out", help="Output dataset folder (or gs
 JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers (-1: all cores).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite",
                                             help="Replace an existing dataset made differently.")]
-ShardOpt = Annotated[int, typer.Option("--shard-mb", help="Target shard size in MiB.")]
+ShardOpt = Annotated[int, typer.Option("--shard-mb", min=1, help="Target shard size in MiB.")]
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="joblib backend: loky "
                                              "(local processes), threading, or dask (cluster).")]
 SchedulerOpt = Annotated[
@@ -116,8 +116,8 @@ def prepare_sidd(
     root: Annotated[Path, typer.Option("--root", help="SIDD_Medium_Srgb, its Data/ folder, "
                                        "or a SIDD-Small tree.")],
     out: OutOpt,
-    tile: Annotated[int, typer.Option(help="Crop size in pixels (paper: 1000).")] = 1000,
-    stride: Annotated[int | None, typer.Option(help="Crop step; below --tile overlaps "
+    tile: Annotated[int, typer.Option(min=8, help="Crop size in pixels (paper: 1000).")] = 1000,
+    stride: Annotated[int | None, typer.Option(min=1, help="Crop step; below --tile overlaps "
                                                "(default: --tile).")] = None,
     val_dir: Annotated[Path | None, typer.Option("--val-dir", help="Folder with "
                        "ValidationNoisyBlocksSrgb.mat / ValidationGtBlocksSrgb.mat.")] = None,
@@ -140,7 +140,7 @@ def prepare_sidd(
     summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
                              arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
                              backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite,
+                             overwrite=overwrite, notes=sidd.skipped_folders(root),
                              extra_manifest={"value_space": SOURCE_SPACES[sidd.NAME]})
     if summary.noop:
         return
@@ -167,7 +167,7 @@ def prepare_udc(
                                        "and input/) or the MIPI 2022 folder (training/, "
                                        "validation/).")],
     out: OutOpt,
-    patch: Annotated[int, typer.Option("--patch", help="Crop size; non-overlapping crops "
+    patch: Annotated[int, typer.Option("--patch", min=8, help="Crop size; non-overlapping crops "
                                        "(paper: 400, four per 800x800 image).")] = 400,
     tonemap: Annotated[UdcToneMap, typer.Option(
         "--tonemap", help="reinhard: x/(x+0.25) in [0,1), stored as uint16; none: linear HDR "
@@ -289,8 +289,9 @@ def preview(
     path: Annotated[str, typer.Argument(help="Dataset folder.")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     split: Annotated[str, typer.Option("--split", help="Split to show.")] = "train",
-    count: Annotated[int, typer.Option("--count", help="Number of pairs.")] = 4,
-    gain: Annotated[float, typer.Option("--gain", help="Amplification of the difference.")] = 4.0,
+    count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    gain: Annotated[float, typer.Option("--gain", min=0.0,
+                                        help="Amplification of the difference.")] = 4.0,
 ) -> None:
     """Write a contact sheet (8-bit sRGB PNG): input | target | amplified difference, one pair
     per row; images are converted to sRGB from the dataset's value space.

@@ -274,6 +274,19 @@ def read_manifest(path: str) -> dict[str, Any]:
             f"{mpath}: format version {manifest['format_version']} is newer than this lpie "
             f"understands ({FORMAT_VERSION}); upgrade lpie"
         )
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        raise DataError(f"{mpath}: damaged manifest (no 'splits' table)")
+    for split, entry in splits.items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list):
+            raise DataError(f"{mpath}: damaged manifest (split {split!r} has no shard list)")
+        for shard in shards:
+            name = shard.get("file") if isinstance(shard, dict) else None
+            if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+                    or "\\" in name or "://" in name):
+                raise DataError(f"{mpath}: shard {name!r} of split {split!r} is not a file name "
+                                "inside the dataset folder; refusing to read outside it")
     return manifest
 
 

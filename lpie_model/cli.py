@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from lpie_data import storage
-from lpie_data.console import console, err_console, handle_errors, progress_bar, quiet_tensorflow
+from lpie_data.console import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    progress_bar,
+    quiet_tensorflow,
+)
 
 app = typer.Typer(
     name="lpie-model",
@@ -55,12 +62,21 @@ def evaluate_cmd(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Score only the first N pairs.")
     ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Score in: stored (the dataset's values) or a value space (srgb, reinhard, "
+            "linear) that output, input and target are mapped into.",
+        ),
+    ] = "stored",
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a model on a dataset split: PSNR/SSIM of its output next to the degraded input's.
 
-    Scores are computed in the dataset's stored domain (tone-mapped for UDC), per image and as
-    means; --csv writes key, psnr_input, ssim_input, psnr_output, ssim_output per image.
+    Scores are computed in the dataset's stored domain (tone-mapped for UDC) unless --space asks
+    for another (e.g. srgb: what a person sees), per image and as means; --csv writes key,
+    psnr_input, ssim_input, psnr_output, ssim_output per image.
 
     Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
     """
@@ -70,11 +86,14 @@ def evaluate_cmd(
 
     runner = open_runner(model, threads=threads)
     with progress_bar("evaluate") as update:
-        result = evaluate(runner, data, split, model_name=str(model), limit=limit, progress=update)
+        result = evaluate(runner, data, split, model_name=str(model), limit=limit, space=space,
+                          progress=update)
     mean, gain = result.mean(), result.gain()
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{model}[/] on {data} [{split}]: {len(result.images)} pairs in "
-        f"{result.seconds:.1f} s ({runner.description})"
+        f"{result.seconds:.1f} s ({runner.description}), scored in {space} values"
     )
     console.print(f"  {'':<8} {'PSNR (dB)':>10} {'SSIM':>8}")
     console.print(f"  {'input':<8} {mean['psnr_input']:>10.2f} {mean['ssim_input']:>8.4f}")
@@ -93,7 +112,10 @@ def evaluate_cmd(
 def enhance_cmd(
     model: ModelArg,
     images: Annotated[
-        list[Path], typer.Argument(help="Photos (PNG, JPEG, TIFF; 8 or 16 bit) or folders of them.")
+        list[Path],
+        typer.Argument(
+            help="Photos (PNG, JPEG, TIFF; 8 or 16 bit; sRGB), linear .npy arrays, or folders."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the results (same file names).")],
     tile: Annotated[
@@ -108,11 +130,22 @@ def enhance_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing files in --out.")
     ] = False,
+    input_space: Annotated[
+        str | None,
+        typer.Option(
+            "--input-space",
+            help="Value space of the inputs: linear, reinhard or srgb (default: srgb for photos, "
+            "linear for .npy).",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Restore photos of any size, keeping each one's size, bit depth and file format.
 
-    Large photos run in overlapping tiles blended with linear ramps, so memory stays bounded.
+    Each image is mapped from its value space (sRGB photos, linear .npy; --input-space
+    overrides) into the model's (recorded in model.json or the .tflite), restored, and mapped
+    back; the compare images show sRGB. Large photos run in overlapping tiles blended with linear
+    ramps, so memory stays bounded.
     Unreadable images are reported and skipped (exit status 1 at the end); nothing in --out is
     replaced without --overwrite.
 
@@ -122,12 +155,17 @@ def enhance_cmd(
     from lpie_model.enhance import EnhanceOptions, enhance_images, expand_inputs, plan
     from lpie_model.runner import open_runner
 
-    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite)
+    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite,
+                             input_space=input_space or "")
     sources = expand_inputs(images)
     plan(sources, out, options)  # refuse clashes before loading the model
     runner = open_runner(model, threads=threads)
     with progress_bar("enhance", total=len(sources)) as update:
         report = enhance_images(runner, sources, out, options, progress=update)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    space = runner.value_space or "not recorded"
+    console.print(f"model value space: {space}", highlight=False)
     for source, message in report.failed:
         # The library's messages name the file already.
         shown = message if str(source) in message else f"{source}: {message}"
@@ -135,7 +173,9 @@ def enhance_cmd(
     done = len(sources) - len(report.failed)
     console.print(f"[green]restored {done} of {len(sources)} image(s)[/] into {out}")
     if report.failed:
-        raise typer.Exit(1)
+        names = ", ".join(str(source) for source, _ in report.failed[:5])
+        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+        raise fail(f"{len(report.failed)} of {len(sources)} image(s) failed: {names}{more}")
 
 
 @app.command("train")
@@ -191,10 +231,15 @@ def train_cmd(
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info
+            for note in i.get("notes", ()):
+                say(f"note: {note}")
             start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
             say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
             say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "
                 f"dB PSNR, {i['input_val_ssim']:.4f} SSIM")
+            mapped = (f" (mapped from {i['data_value_space']})"
+                      if i["data_value_space"] != i["value_space"] else "")
+            say(f"value space: {i['value_space']}{mapped}")
         elif e.kind == "step":
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
                        total=e.steps, note=f"loss {e.loss:.4f}")
@@ -219,7 +264,9 @@ def train_cmd(
     say(f"[green]best: epoch {result.best_epoch}, {result.best_val_psnr:.2f} dB PSNR, "
         f"{result.best_val_ssim:.4f} SSIM[/] (degraded inputs: {result.input_val_psnr:.2f} dB, "
         f"{result.input_val_ssim:.4f}) after {result.seconds / 60:.1f} min")
-    say(f"model: {result.weights} + model.json")
+    for note in result.notes:
+        say(f"[yellow]note:[/] {note}")
+    say(f"model: {result.weights} + model.json (value space {result.value_space})")
     say(f"metrics: {run_dir}/metrics.csv  TensorBoard: tensorboard --logdir {run_dir}/logs")
 
 

@@ -99,6 +99,9 @@ class DataRecipe:
     synth_sources, synth_psfs, synth_seed, synth_val_fraction: inputs of the ``[synth]``
         synthesis (empty sources: the built-in sample photos; empty PSFs: the built-in simulated
         under-display-camera PSF).
+    value_space: the value space to train in (``reinhard`` or ``srgb``), mapped from the
+        datasets' own space on the fly in the input pipeline (e.g. linear HDR data into
+        ``reinhard``); "" trains in the datasets' space, which must then be bounded to [0, 1].
     """
 
     datasets: tuple[DatasetRef, ...] = ()
@@ -115,8 +118,18 @@ class DataRecipe:
     synth_psfs: tuple[str, ...] = ()
     synth_seed: int = 0
     synth_val_fraction: float = 0.1
+    value_space: str = ""
 
     def __post_init__(self) -> None:
+        if self.value_space:
+            from lpie_data.valuespace import VALUE_SPACES, is_bounded
+
+            bounded = [s for s in VALUE_SPACES if is_bounded(s)]
+            if self.value_space not in bounded:
+                raise ConfigError(
+                    f"value_space: {self.value_space!r} cannot be trained in (LPIENet's output is "
+                    f"clipped to [0, 1)); valid: {', '.join(bounded)}, or \"\" for the data's own"
+                )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.shuffle_buffer < 1:

@@ -270,3 +270,92 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_bytes(tmp_path):
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _files(out) == _files(ref)
+
+
+@pytest.mark.parametrize("option", [["--shard-mb", "0"], ["--tile", "4"], ["--stride", "0"]])
+def test_nonsensical_numbers_are_refused_by_name(tmp_path, option):
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    result = CliRunner().invoke(app, ["prepare", "sidd", "--root", str(tmp_path), "--out",
+                                      str(tmp_path / "out"), *option])
+    assert result.exit_code == 2
+    assert option[0] in result.output and "Invalid value" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["../elsewhere.tfrecord", "/etc/passwd", "gs://b/x", ".."])
+def test_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
+    from lpie_data.shards import read_manifest
+
+    out = tmp_path / "out"
+    _run(out, _items(_sources(tmp_path / "src")))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["splits"]["train"]["shards"][0]["file"] = name
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"manifest.json: shard .* is not a file name inside"):
+        read_manifest(str(out))
+
+
+def test_misnamed_sidd_scene_folder_is_reported(tmp_path):
+    import shutil
+
+    from sidd_fixtures import make_sidd_tree
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    top = make_sidd_tree(tmp_path, size=(40, 40))
+    first = sorted((top / "Data").iterdir())[0]
+    shutil.copytree(first, top / "Data" / "scene-renamed-by-hand")
+    result = CliRunner().invoke(app, ["prepare", "sidd", "--root", str(top), "--out",
+                                      str(tmp_path / "out"), "--tile", "32", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 folder(s) not named like a SIDD scene" in result.output
+    assert "scene-renamed-by-hand" in result.output
+
+
+def test_gopro_16bit_frame_is_named_in_words(tmp_path):
+    import struct
+    import zlib
+
+    from lpie_data.sources import gopro
+
+    base = make_gopro_nested(tmp_path)
+    frame = sorted(base.glob("train/*/blur/*.png"))[0]
+    ihdr = struct.pack(">IIBBBBB", 64, 64, 16, 2, 0, 0, 0)
+    frame.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                      + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+    with pytest.raises(DataError, match=rf"{frame.name}: expected an 8-bit RGB PNG, found "
+                                        r"16-bit RGB$"):
+        gopro.work_items(base)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_psf_show_on_a_text_file_says_what_is_wrong(tmp_path, suffix):
+    from typer.testing import CliRunner
+
+    from lpie_data.cli import app
+
+    text = tmp_path / f"notes{suffix}"
+    text.write_text("hello world\n")
+    result = CliRunner().invoke(app, ["psf", "show", str(text), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert f"notes{suffix}: not a NumPy" in result.output and "pickle" not in result.output
+
+
+def test_quiet_tensorflow_silences_python_level_warnings(capsys):
+    import logging
+    import warnings
+
+    from lpie_data.console import quiet_tensorflow
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        quiet_tensorflow(False)
+        warnings.warn_explicit("Skipping variable loading", UserWarning, "saving_lib.py", 1,
+                               module="keras.src.saving.saving_lib")
+        warnings.warn_explicit("ours", UserWarning, "x.py", 1, module="lpie_model.export")
+    assert [str(w.message) for w in caught] == ["ours"]
+    assert not logging.getLogger("absl").isEnabledFor(logging.WARNING)

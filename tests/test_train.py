@@ -268,7 +268,8 @@ def test_a_later_image_smaller_than_the_crop_stops_training_with_a_message(
              WorkItem("small", "train", (1, None, 20, 20)),
              WorkItem("val", "validation", (1, None, 40, 52))]
     data = str(tmp_path / "mixed")
-    run_job(data, "mixed", "test", {}, items, produce_ramps, jobs=1)
+    run_job(data, "mixed", "test", {}, items, produce_ramps, jobs=1,
+            extra_manifest={"value_space": "srgb"})
     recipe = tiny_recipe(data, epochs=1, steps_per_epoch=4)
     with pytest.raises(DataError, match="a training image is smaller than the 24x24 crop"):
         train(recipe, tmp_path / "run")
@@ -306,3 +307,62 @@ def test_train_help_ends_with_an_example() -> None:
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
     assert "Example: lpie-model train recipes/smoke.toml" in " ".join(result.output.split())
+
+
+# --------------------------------------------------------------------------- value spaces
+
+
+def test_datasets_in_different_value_spaces_are_refused_by_name(tmp_path: Path) -> None:
+    a = write_dataset(tmp_path / "a-srgb", train=4, val=1)
+    b = write_dataset(tmp_path / "b-reinhard", train=4, val=1, value_space="reinhard")
+    recipe = recipe_from_dict({
+        "data": {"datasets": [{"path": a}, {"path": b}], "crop_schedule": [[1, 24]]},
+        "train": {"epochs": 1},
+    })
+    with pytest.raises(DataError, match="different value spaces") as e:
+        train(recipe, tmp_path / "run")
+    assert f"{a} (srgb)" in str(e.value) and f"{b} (reinhard)" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_linear_data_is_refused_with_the_fix_unless_mapped(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "hdr", train=8, val=2, value_space="linear")
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"'linear' value space .* \[data\] value_space = "
+                                          r"\"reinhard\""):
+        train(tiny_recipe(data, epochs=1, steps_per_epoch=1), run)
+    assert not run.exists()
+
+    recipe = tiny_recipe(data, epochs=1, steps_per_epoch=1)
+    recipe = recipe_from_dict({**recipe.to_dict(),
+                               "data": {**recipe.to_dict()["data"], "value_space": "reinhard"}})
+    result = train(recipe, run)
+    assert result.value_space == "reinhard"
+    saved = json.loads((run / "model.json").read_text())
+    assert saved == {"variant": "base", "widths": [8, 16, 8], "activation": "elu",
+                     "dw_kernel": 3, "irb_second_input": "m", "value_space": "reinhard"}
+    from lpie_model.lpienet import load_model
+
+    assert load_model(run).lpie_value_space == "reinhard"
+    # Validation ran in the Reinhard domain: the stored pairs are target/2 vs target; mapped,
+    # their PSNR is that of reinhard(t/2) against reinhard(t).
+    from lpie_data import iter_pairs
+    from lpie_data.valuespace import reinhard
+    from lpie_model.metrics import psnr
+
+    want = np.mean([psnr(reinhard(p.input), reinhard(p.target))
+                    for p in iter_pairs(data, "validation")])
+    assert result.input_val_psnr == pytest.approx(want, abs=1e-3)
+
+
+def test_a_run_records_its_datasets_value_space(tmp_path: Path, ramps: str) -> None:
+    result = train(tiny_recipe(ramps, epochs=1, steps_per_epoch=1), tmp_path / "run")
+    assert result.value_space == "srgb" and result.notes == ()
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["value_space"] == "srgb"
+
+
+def test_bounded_value_spaces_only_in_recipes() -> None:
+    with pytest.raises(ConfigError, match="value_space: 'linear' cannot be trained in"):
+        recipe_from_dict({"data": {"datasets": [{"path": "x"}], "value_space": "linear"}})
+    with pytest.raises(ConfigError, match="valid: reinhard, srgb"):
+        recipe_from_dict({"data": {"datasets": [{"path": "x"}], "value_space": "hdr"}})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import png_header, read_png8_rgb_pair
+from lpie_data.images import color_type_name, png_header, read_png8_rgb_pair
 from lpie_data.jobs import WorkItem
 from lpie_data.records import Example
 
@@ -98,7 +98,7 @@ def _check_pngs(inp: Path, tgt: Path) -> tuple[int, int]:
     for path, h in ((inp, hi), (tgt, ht)):
         if h.bit_depth != 8 or h.color_type != 2:
             raise DataError(f"{path}: expected an 8-bit RGB PNG, found {h.bit_depth}-bit "
-                            f"colour type {h.color_type}")
+                            f"{color_type_name(h.color_type)}")
     if (hi.height, hi.width) != (ht.height, ht.width):
         raise DataError(f"{inp}: size {hi.width}x{hi.height} differs from its sharp frame "
                         f"{tgt} ({ht.width}x{ht.height})")

@@ -86,6 +86,19 @@ def folder_meta(folder: str) -> dict[str, object]:
     }
 
 
+def skipped_folders(root: Path) -> list[str]:
+    """Notes for the folders next to the scene folders whose names do not follow SIDD's scheme
+    (they are skipped, so a renamed scene would silently go missing without a word)."""
+    sdir = scenes_dir(Path(root))
+    odd = sorted(d.name for d in sdir.iterdir() if d.is_dir() and not FOLDER_RE.match(d.name)
+                 and not d.name.startswith("."))
+    if not odd:
+        return []
+    shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+    return [f"{sdir}: skipped {len(odd)} folder(s) not named like a SIDD scene "
+            f"(0001_001_S6_00100_00060_3200_L): {shown}"]
+
+
 def find_pairs(root: Path) -> list[FramePair]:
     """Every (NOISY, GT) pair, matched by folder and frame index, headers checked."""
     sdir = scenes_dir(root)

@@ -189,6 +189,13 @@ def read_psf_array(path: str | Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in PSF_SUFFIXES:
         raise DataError(f"{path}: unknown PSF file type; use one of {', '.join(PSF_SUFFIXES)}")
+    magic = {".npy": (b"\x93NUMPY", "NumPy .npy"), ".npz": (b"PK", "NumPy .npz (zip)")}
+    if suffix in magic and path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(len(magic[suffix][0]))
+        if head != magic[suffix][0]:  # np.load would try to unpickle it and say so
+            raise DataError(f"{path}: not a {magic[suffix][1]} file (it does not start like "
+                            "one); is it another kind of file renamed?")
     try:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
