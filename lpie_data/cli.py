@@ -116,8 +116,8 @@ def prepare_sidd(
     root: Annotated[Path, typer.Option("--root", help="SIDD_Medium_Srgb, its Data/ folder, "
                                        "or a SIDD-Small tree.")],
     out: OutOpt,
-    tile: Annotated[int, typer.Option(min=8, help="Crop size in pixels (paper: 1000).")] = 1000,
-    stride: Annotated[int | None, typer.Option(min=1, help="Crop step; below --tile overlaps "
+    tile: Annotated[int, typer.Option(help="Crop size in pixels (paper: 1000).")] = 1000,
+    stride: Annotated[int | None, typer.Option(help="Crop step; below --tile overlaps "
                                                "(default: --tile).")] = None,
     val_dir: Annotated[Path | None, typer.Option("--val-dir", help="Folder with "
                        "ValidationNoisyBlocksSrgb.mat / ValidationGtBlocksSrgb.mat.")] = None,
@@ -167,7 +167,7 @@ def prepare_udc(
                                        "and input/) or the MIPI 2022 folder (training/, "
                                        "validation/).")],
     out: OutOpt,
-    patch: Annotated[int, typer.Option("--patch", min=8, help="Crop size; non-overlapping crops "
+    patch: Annotated[int, typer.Option("--patch", help="Crop size; non-overlapping crops "
                                        "(paper: 400, four per 800x800 image).")] = 400,
     tonemap: Annotated[UdcToneMap, typer.Option(
         "--tonemap", help="reinhard: x/(x+0.25) in [0,1), stored as uint16; none: linear HDR "

@@ -114,11 +114,32 @@ def item_inputs(item: WorkItem) -> list[tuple[str, int, int]]:
 
 
 def _inputs_digest(item: WorkItem) -> str:
-    return hashlib.sha256(json.dumps(item_inputs(item)).encode()).hexdigest()
+    """Digest of the *content* of the item's input files (names, sizes and BLAKE2 hashes).
+
+    Content, not modification times: a dataset's bytes stay the same whoever copied the sources
+    and how. It is computed by the worker that reads the files anyway; a rerun only rehashes
+    when a file is newer than the state it is compared with (:func:`_newer_inputs`).
+    """
+    digest = hashlib.sha256()
+    for path, size, _ in item_inputs(item):
+        with open(path, "rb") as f:
+            content = hashlib.file_digest(f, "blake2b").hexdigest()
+        digest.update(f"{path}\t{size}\t{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _newer_inputs(stats: Sequence[tuple[str, int, int]], than_ns: int) -> bool:
+    """Whether any input file was modified after (or in the same clock tick as) ``than_ns``,
+    a state file's mtime."""
+    return any(mtime >= than_ns for _, _, mtime in stats)
+
+
+def _combined(digests: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def _fingerprint(name: str, command: str, arguments: dict, items: Sequence[WorkItem],
-                 shard_bytes: int, inputs: Sequence[str] = ()) -> dict[str, Any]:
+                 shard_bytes: int) -> dict[str, Any]:
     keys = hashlib.sha256("\n".join(f"{i.split}\t{i.key}" for i in items).encode()).hexdigest()
     return {
         "format": FORMAT,
@@ -128,16 +149,16 @@ def _fingerprint(name: str, command: str, arguments: dict, items: Sequence[WorkI
         "arguments": arguments,
         "shard_bytes": shard_bytes,
         "items_sha256": keys,
-        # Size and modification time of every input file: a source changed in place makes
-        # another fingerprint, so a finished dataset is never kept stale (see docs/reliability).
-        "inputs_sha256": hashlib.sha256("\n".join(inputs).encode()).hexdigest(),
     }
 
 
-def _same_job(a: dict[str, Any], b: dict[str, Any], inputs: bool = True) -> bool:
-    drop = () if inputs else ("inputs_sha256",)
-    return {k: v for k, v in a.items() if k not in drop} == \
-        {k: v for k, v in b.items() if k not in drop}
+def _same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same command, arguments and items (the content of the inputs is checked separately: the
+    manifest's ``job.inputs_sha256`` covers the content of every input file)."""
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != "inputs_sha256"}
+
+    return strip(a) == strip(b)
 
 
 def _read_state(path: str, what: str) -> Any:
@@ -194,13 +215,16 @@ def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, i
     return len(records)
 
 
-def _load_part(work: str, index: int, item: WorkItem, inputs: str | None = None,
-               notes: list[str] | None = None) -> Part | None:
+def _load_part(work: str, index: int, item: WorkItem,
+               stats: Sequence[tuple[str, int, int]] | None = None,
+               notes: list[str] | None = None, digests: dict[int, str] | None = None
+               ) -> Part | None:
     """The finished part of ``item``, or None where it must be (re)done.
 
     A part is redone when its files are missing, its sidecar is damaged or its record file has
-    another size than the sidecar says (with a note in ``notes``), or when ``inputs`` is given
-    and differs from the digest of the input files the part was made from.
+    another size than the sidecar says (with a note in ``notes``), or when ``stats`` (the
+    item's input files) shows a file modified after the part was made whose content differs.
+    ``digests[index]`` receives the content digest of the part's inputs.
     """
     base = _part_path(work, index)
     if not (storage.exists(base + ".json") and storage.exists(base + ".rec")):
@@ -223,14 +247,19 @@ def _load_part(work: str, index: int, item: WorkItem, inputs: str | None = None,
             notes.append(f"{base}.rec: {storage.size(base + '.rec')} bytes, its sidecar says "
                          f"{part.size}; {item.key} redone")
         return None
-    if inputs is not None and side.get("inputs") != inputs:
+    if (stats is not None and _newer_inputs(stats, storage.mtime_ns(base + ".json"))
+            and side.get("inputs") != _inputs_digest(item)):
         if notes is not None:
             notes.append(f"{item.key}: its input files changed since the interrupted run; redone")
         return None
+    if digests is not None:
+        digests[index] = side.get("inputs", "")
     return part
 
 
-def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str) -> str:
+def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
+                 items: Sequence[WorkItem] = (),
+                 stats: Sequence[Sequence[tuple[str, int, int]]] = ()) -> str:
     """Check OUT (which exists) and return 'done', 'resume' or 'new'."""
     if not storage.isdir(out):
         raise OutputError(f"{out}: exists and is not a folder")
@@ -255,13 +284,22 @@ def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str) -> str
         return "new"
     done = storage.exists(manifest_path)
     job = previous.get("job", previous)
-    if isinstance(job, dict) and _same_job(job, fingerprint, inputs=done):
-        if done:
+    same = isinstance(job, dict) and _same_job(job, fingerprint)
+    if same and done:
+        # Modification times first (cheap); contents only where a file is newer.
+        recorded = job.get("inputs_sha256")
+        if recorded is None or not _newer_inputs([s for st in stats for s in st],
+                                                 storage.mtime_ns(manifest_path)):
             return "done"
+        if _combined([_inputs_digest(it) for it in items]) == recorded:
+            if not storage.is_remote(manifest_path):  # the same content: hash it once only
+                os.utime(manifest_path)
+            return "done"
+    elif same:
         _remove_tmp(out)  # left by a run killed while joining (a hard-linked part, ...)
         return "resume"
     if not overwrite:
-        if isinstance(job, dict) and _same_job(job, fingerprint, inputs=False):
+        if same:
             raise OutputError(
                 f"{out}: its input files changed (size or modification time) since this "
                 "dataset was made; use --overwrite to rebuild it, or another --out"
@@ -371,9 +409,8 @@ def run_job(
         if it.key in seen:
             raise DataError(f"duplicate work item {it.key!r}")
         seen.add(it.key)
-    inputs = [_inputs_digest(it) for it in items]
-    fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes,
-                                                     inputs)))
+    inputs = [item_inputs(it) for it in items]  # stat only; refuses FIFOs before any work
+    fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes)))
     if not storage.exists(out):
         try:
             storage.makedirs(out)
@@ -390,12 +427,13 @@ def run_job(
 
 def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
                 items: Sequence[WorkItem], produce: Callable[[WorkItem], Iterable[Example]],
-                fingerprint: dict[str, Any], inputs: Sequence[str], *, jobs: int, backend: str,
+                fingerprint: dict[str, Any], inputs: Sequence[Sequence[tuple[str, int, int]]], *,
+                jobs: int, backend: str,
                 scheduler: str | None, shard_bytes: int, overwrite: bool,
                 progress: Callable[[int, int], None] | None,
                 extra_manifest: dict[str, Any] | None, t0: float) -> JobSummary:
     """The body of :func:`run_job`, run while this process holds the output folder's lock."""
-    state = _prepare_out(out, fingerprint, overwrite, name)
+    state = _prepare_out(out, fingerprint, overwrite, name, items, inputs)
     summary = JobSummary(out=out, items=len(items))
     if state == "done":
         summary.noop = True
@@ -415,8 +453,9 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         raise OutputError(f"{out}: cannot write ({e.strerror})") from None
 
     parts: dict[int, Part] = {}
+    digests: dict[int, str] = {}
     for index, item in enumerate(items):
-        part = _load_part(work, index, item, inputs[index], summary.notes)
+        part = _load_part(work, index, item, inputs[index], summary.notes, digests)
         if part is not None:
             parts[index] = part
     summary.items_resumed = len(parts)
@@ -430,7 +469,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
             if progress:
                 progress(done, len(items))
     for index, item in todo:
-        part = _load_part(work, index, item)
+        part = _load_part(work, index, item, digests=digests)
         if part is None:
             raise DataError(f"{item.key}: worker finished but left no part file")
         parts[index] = part
@@ -447,7 +486,8 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         "name": name,
         "command": command,
         "arguments": arguments,
-        "job": fingerprint,
+        # The content of every input file: a source changed in place is noticed on a rerun.
+        "job": {**fingerprint, "inputs_sha256": _combined([digests[i] for i in range(len(items))])},
         "splits": {},
     }
     if extra_manifest:

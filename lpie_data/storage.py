@@ -158,6 +158,11 @@ def size(path: str) -> int:
     return _remote("stat", path).length if is_remote(path) else os.path.getsize(path)
 
 
+def mtime_ns(path: str) -> int:
+    """Modification time in nanoseconds."""
+    return _remote("stat", path).mtime_nsec if is_remote(path) else os.stat(path).st_mtime_ns
+
+
 def remove(path: str) -> None:
     if is_remote(path):
         _remote("remove", path, write=True)
