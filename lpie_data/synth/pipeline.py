@@ -47,10 +47,15 @@ def degrade(
     """(input, target) from a clean crop x and its blur x * k (both exposed linear float32
     (h, w, 3)): target = gamma(x), input = gamma(C(x * k + n)). Float32 outputs, range of the
     tone map. ``blurred`` may be overwritten; ``normals``: see ``apply_noise``."""
-    gamma = get_tone_map(tone_map)
+    return degraded_input(blurred, params, tone_map, rng, normals), get_tone_map(tone_map)(clean)
+
+
+def degraded_input(blurred: np.ndarray, params: PairParams, tone_map: str,
+                   rng: np.random.Generator, normals: np.ndarray | None = None) -> np.ndarray:
+    """The input half of :func:`degrade`: gamma(C(x * k + n)) from the blur x * k."""
     noisy = apply_noise(blurred, params.noise, rng, normals)
     np.clip(noisy, 0.0, np.float32(params.x_max), out=noisy)
-    return gamma(noisy), gamma(clean)
+    return get_tone_map(tone_map)(noisy)
 
 
 def clipped_fraction(inp: np.ndarray, x_max: float, tone_map: str) -> float:
@@ -107,18 +112,30 @@ def synthesize_pair(
     """
     y, x, h, w = params.box
     gain = np.float32(params.exposure)
-    # The noise's normal draws do not depend on the blur: a helper thread makes them while the
-    # FFTs run (numpy releases the GIL while it fills the array). Same draws, same order.
-    draws = None
-    if psf.dirac is None and draws_normals_only(params.noise):
-        draws = _helper().submit(rng.standard_normal, (h, w, 3), dtype=np.float32)
-    try:
-        blurred = blur_crop(source, params.box, psf, workers=workers, cache=cache, gain=gain)
+
+    def ahead() -> tuple[np.ndarray | None, np.ndarray]:
+        """What does not depend on the blur: the noise's normal draws, and the target."""
+        normals = None
+        if draws_normals_only(params.noise):
+            normals = rng.standard_normal((h, w, 3), dtype=np.float32)
         clean = np.empty((h, w, 3), np.float32)
         np.multiply(source[:, y : y + h, x : x + w].transpose(1, 2, 0), gain, out=clean)
-    finally:
-        normals = draws.result() if draws is not None else None
-    return degrade(clean, blurred, params, tone_map, rng, normals)
+        return normals, get_tone_map(tone_map)(clean)
+
+    if psf.dirac is not None:  # no FFT to overlap with
+        normals, target = ahead()
+        blurred = blur_crop(source, params.box, psf, workers=workers, cache=cache, gain=gain)
+    else:
+        # A helper thread does ahead() while the FFTs run (numpy releases the GIL in its
+        # array loops and random fills); rng is used by nobody else until it is done, so the
+        # draws are the same, in the same order.
+        later = _helper().submit(ahead)
+        try:
+            blurred = blur_crop(source, params.box, psf, workers=workers, cache=cache,
+                                gain=gain)
+        finally:
+            normals, target = later.result()
+    return degraded_input(blurred, params, tone_map, rng, normals), target
 
 
 _HELPER: list[ThreadPoolExecutor] = []
