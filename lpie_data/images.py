@@ -126,17 +126,27 @@ def _decode_png(path: Path, data: bytes, hdr: PngHeader) -> np.ndarray:
         raise _corrupt(path, e) from None
 
 
-def read_png8_rgb(path: str | Path) -> np.ndarray:
-    """Decode an 8-bit RGB PNG exactly as stored: uint8 H x W x 3 (no orientation, no colour
-    conversion). Anything else -> DataError naming the file."""
-    path = Path(path)
-    data = _read_bytes(path)
-    hdr = _png_header_from(data[:33], path)
+def _require_png8_rgb(hdr: PngHeader, path: str | Path) -> PngHeader:
     if hdr.bit_depth != 8 or hdr.color_type != 2:
         raise DataError(
             f"{path}: expected an 8-bit RGB PNG, found {hdr.bit_depth}-bit "
             f"{color_type_name(hdr.color_type)}"
         )
+    return hdr
+
+
+def png8_rgb_header(path: str | Path) -> PngHeader:
+    """The header of an 8-bit RGB PNG (what SIDD and GoPro ship), read without decoding;
+    DataError naming the file and what it holds instead."""
+    return _require_png8_rgb(png_header(path), path)
+
+
+def read_png8_rgb(path: str | Path) -> np.ndarray:
+    """Decode an 8-bit RGB PNG exactly as stored: uint8 H x W x 3 (no orientation, no colour
+    conversion). Anything else -> DataError naming the file."""
+    path = Path(path)
+    data = _read_bytes(path)
+    hdr = _require_png8_rgb(_png_header_from(data[:33], path), path)
     arr = _decode_png(path, data, hdr)
     if arr.shape != (hdr.height, hdr.width, 3):
         raise DataError(f"{path}: decoded shape {arr.shape} does not match its header")

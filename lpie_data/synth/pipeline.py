@@ -7,9 +7,8 @@ Pairs are written with :func:`lpie_data.jobs.run_job`, one work item per source 
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import JobSummary, WorkItem, run_job
+from lpie_data.items import WorkItem
+from lpie_data.jobs import JobOptions, JobSummary, run_job
+from lpie_data.jsonfile import json_safe
 from lpie_data.records import Example
-from lpie_data.shards import DEFAULT_SHARD_BYTES
 from lpie_data.synth.blur import blur_crop, to_channels_first
 from lpie_data.synth.config import SynthConfig
 from lpie_data.synth.noise import apply_noise, draws_normals_only
@@ -227,17 +227,6 @@ def produce(item: WorkItem) -> Iterator[Example]:
         )
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats written as strings ("inf"), for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def _fft_workers(jobs: int, backend: str) -> int:
     cores = os.cpu_count() or 1
     if backend == "dask":
@@ -303,33 +292,29 @@ def plan(
     return items, arguments, notes, loaded
 
 
-def synthesize_dataset(
-    config: SynthConfig,
-    sources: Sequence[str | Path],
-    psfs: Sequence[str | Path],
+def synthesize(
     out: str | Path,
     *,
+    sources: Sequence[str | Path] = (),
+    psfs: Sequence[str | Path] = (),
+    config: SynthConfig = SynthConfig(),
     seed: int = 0,
     val_fraction: float = 0.1,
-    jobs: int = -1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    job: JobOptions = JobOptions(),
     name: str = DATASET_NAME,
 ) -> JobSummary:
-    """Write a pair dataset of synthetic degradations to ``out`` (splits train / validation).
+    """Write a pair dataset of synthetic degradations to ``out`` (splits train / validation):
+    what ``lpie-data synth`` runs.
 
     ``sources``: photo folders, .npy folders, lpie datasets or single files (empty: built-in
     sample photos). ``psfs``: PSF files or folders of them (empty: the built-in simulated
     PSF). Inputs are validated before anything is written. Same inputs + seed give
-    byte-identical shards for any ``jobs``. ``progress(done, total)`` counts source images.
-    Returns run_job's summary with notes (e.g. PSFs that were normalised).
+    byte-identical shards for any ``job.jobs``. ``job.progress(done, total)`` counts source
+    images. Returns run_job's summary with notes (e.g. PSFs that were normalised).
     """
     items, arguments, notes, loaded = plan(
         config, sources, psfs, seed=seed, val_fraction=val_fraction,
-        fft_workers=_fft_workers(jobs, backend),
+        fft_workers=_fft_workers(job.jobs, job.backend),
     )
     extra = {
         "tone_map": config.tone_map,
@@ -337,10 +322,5 @@ def synthesize_dataset(
         "synth": json_safe(to_dict(config)),
         "psfs": [{"id": p.id, "source": p.source, "digest": p.digest} for p in loaded],
     }
-    summary = run_job(
-        str(out), name, COMMAND, arguments, items, produce, jobs=jobs, backend=backend,
-        scheduler=scheduler, shard_bytes=shard_bytes, overwrite=overwrite, progress=progress,
-        extra_manifest=extra,
-    )
-    summary.notes = notes + summary.notes
-    return summary
+    return run_job(str(out), name, COMMAND, arguments, items, produce, job, notes=notes,
+                   extra_manifest=extra)
