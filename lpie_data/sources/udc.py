@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
+from lpie_data.images import both
 from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
@@ -327,9 +328,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
     h, w, _ = inp.shape
     for y in tile_starts(h, p, p):
         for x in tile_starts(w, p, p):
-            yield Example(
-                f"{a.prefix}/{y:05d}_{x:05d}",
-                encode(inp[y : y + p, x : x + p]),
-                encode(gt[y : y + p, x : x + p]),
-                {**a.meta, "box": [y, x, p, p]},
-            )
+            stored_inp, stored_gt = both(encode, inp[y : y + p, x : x + p],
+                                         gt[y : y + p, x : x + p])
+            yield Example(f"{a.prefix}/{y:05d}_{x:05d}", stored_inp, stored_gt,
+                          {**a.meta, "box": [y, x, p, p]})

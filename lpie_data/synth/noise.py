@@ -159,11 +159,22 @@ def sample_noise(rng: np.random.Generator, config: SynthConfig) -> NoiseParams:
     return sampler(rng, config)
 
 
-def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator) -> np.ndarray:
+def draws_normals_only(params: NoiseParams) -> bool:
+    """Whether :func:`apply_noise` draws exactly ``rng.standard_normal(v.shape, float32)``
+    (the Gaussian model with some noise): those draws do not depend on ``v``, so a caller may
+    make them ahead, e.g. while the blur runs, and pass them as ``normals``."""
+    noisy = params.beta1 > 0.0 or params.beta2 > 0.0
+    return noisy and not (params.poisson and params.beta1 > 0.0)
+
+
+def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator,
+                normals: np.ndarray | None = None) -> np.ndarray:
     """Noisy version of the linear image ``v`` (float32, any shape, values >= 0 expected).
 
     Returns a new float32 array; negative inputs count as zero signal for the shot noise.
-    The result is not clipped (that is C's job).
+    The result is not clipped (that is C's job). ``normals``: where
+    :func:`draws_normals_only`, the ``rng.standard_normal(v.shape, dtype=np.float32)`` drawn
+    beforehand (then ``rng`` is not used; the result is the same); it is overwritten.
     """
     v = np.asarray(v, dtype=np.float32)
     if params.channels is not None:
@@ -183,7 +194,7 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator) ->
     sigma *= np.float32(params.beta1)
     sigma += np.float32(params.beta2)
     np.sqrt(sigma, out=sigma)
-    out = rng.standard_normal(v.shape, dtype=np.float32)
+    out = normals if normals is not None else rng.standard_normal(v.shape, dtype=np.float32)
     out *= sigma
     out += v
     return out
