@@ -227,11 +227,12 @@ def benchmark(
                 note(f"export {precision} {h}x{w}")
                 calibration = None
                 if precision == "int8":
+                    # Crops: a fixed-size export calibrates on a crop-sized twin (fast at FHD).
                     photos = [img for _, img in ex.sample_photos()]
-                    calibration = [
-                        ex.fit_to_size(photos[i % len(photos)], (h, w))
-                        for i in range(BENCH_CALIBRATION_IMAGES)
-                    ]
+                    crop = (min(h, ex.CALIBRATION_CROP), min(w, ex.CALIBRATION_CROP))
+                    calibration = ex.calibration_crops(
+                        photos, count=BENCH_CALIBRATION_IMAGES, crop=crop, per_image=2
+                    )
                 content = ex.convert(
                     model, precision=precision, size=(h, w), calibration=calibration
                 )
