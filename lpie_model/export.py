@@ -142,7 +142,9 @@ def convert(
                 model, size, twin, images, io=io, s2d_gate=s2d, progress=progress
             )
         calibration = [fit_to_size(x, size) for x in images]
-    export_model = rebuild_for_shape(model, h, w, fused_attention=fused, s2d_gate=s2d)
+    export_model = rebuild_for_shape(
+        model, h, w, fused_attention=fused, s2d_gate=s2d, s2d_full_res=s2d
+    )
     return convert_keras(
         export_model,
         precision=precision,
@@ -216,7 +218,9 @@ def convert_int8_on_crops(
     from lpie_model.lpienet import rebuild_for_shape
 
     images = [fit_to_size(np.asarray(x, dtype=np.float32), twin) for x in calibration]
-    small = rebuild_for_shape(model, *twin, fused_attention=False, s2d_gate=s2d_gate)
+    small = rebuild_for_shape(
+        model, *twin, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+    )
     calibrated = convert_keras(
         small,
         precision="int8",
@@ -226,7 +230,9 @@ def convert_int8_on_crops(
         progress=progress,
         calibrate_only=True,
     )
-    full = rebuild_for_shape(model, *size, fused_attention=False, s2d_gate=s2d_gate)
+    full = rebuild_for_shape(
+        model, *size, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+    )
     float_content = convert_keras(full, precision="fp32", size=size)
     return quantize_with_ranges(transfer_ranges(calibrated, float_content), io=io)
 
