@@ -1,35 +1,36 @@
-"""Benchmark `lpie-data prepare gopro` against the floor: just decoding the source PNGs.
+"""Benchmark `lpie-data prepare gopro` against its floor: decoding every source PNG once.
 
 Generates a GOPRO_Large-layout tree of real size (default 16 pairs of 1280 x 720 8-bit RGB
-PNGs; noisy content, the slowest to decode), then times, in the same run and on the same files:
+PNGs; noisy content, the slowest to decode) and a tree with the first half of the frames (hard
+links). Then, in the same run, interleaved, each as a fresh command (bench/perpair.py):
 
-- floor: decoding every blur and sharp PNG (Pillow, as the worker does);
-- prepare: planning (header checks) + the whole job (decode, encode, parts, shards, manifest)
-  with ``--jobs 1`` and ``--jobs 2``.
+- floor: ``python bench/floors.py decode ROOT``: ``imageio.v3.imread`` of every blur and sharp
+  PNG;
+- jobs1 / jobs2: ``lpie-data prepare gopro --root ROOT --out OUT --jobs 1 / 2``.
 
-The three are interleaved ``--repeat`` times with the files in the page cache and the fastest
-of each counts (the machine may be shared). Wall and, for floor and --jobs 1 (same process), CPU
-seconds are reported. Target: prepare --jobs 1 <= 1.3 x floor.
+Per pair = (whole tree - half tree) / (pairs - half pairs): start-up excluded. Target (issue 13):
+--jobs 1 <= 0.80 x the floor; --jobs 2 reported as a speed-up over --jobs 1.
 
     python bench/prepare_gopro.py --pairs 16 --repeat 5
+    python bench/prepare_gopro.py --quick       # a small tree: checks the script runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from lpie_data.jobs import run_job
-from lpie_data.sources import gopro
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perpair import Command, floor_cmd, link_tree, lpie_data, measure, remover, report  # noqa: E402
+
+FIRST_FRAME = 47
 
 
 def make_tree(base: Path, pairs: int, width: int, height: int) -> Path:
@@ -45,49 +46,8 @@ def make_tree(base: Path, pairs: int, width: int, height: int) -> Path:
             (seq / folder).mkdir(parents=True, exist_ok=True)
             noisy = picture + rng.normal(0, sigma, picture.shape)
             img = np.clip(noisy, 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(seq / folder / f"{47 + i:06d}.png")
+            Image.fromarray(img).save(seq / folder / f"{FIRST_FRAME + i:06d}.png")
     return root
-
-
-def floor(root: Path) -> None:
-    for p in sorted(root.rglob("*.png")):
-        with Image.open(p) as im:
-            im.load()
-            np.asarray(im)
-
-
-def prepare(root: Path, out: Path, jobs: int) -> None:
-    items, _ = gopro.work_items(root)
-    run_job(str(out), gopro.NAME, "prepare gopro", {"root": str(root)}, items, gopro.produce,
-            jobs=jobs)
-
-
-def clock(fn: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call."""
-    w, c = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w, time.process_time() - c
-
-
-def measure(root: Path, out: Path, repeat: int) -> dict[str, float]:
-    """Floor and prepare (jobs 1, 2) interleaved in every repetition, so that load from other
-    processes on the machine hits all of them alike; the fastest repetition of each counts."""
-    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "jobs1": [], "jobs2": []}
-    for _ in range(repeat):
-        for name in runs:
-            shutil.rmtree(out, ignore_errors=True)
-            if name == "floor":
-                runs[name].append(clock(lambda: floor(root)))
-            else:
-                jobs = int(name[-1])
-                runs[name].append(clock(lambda jobs=jobs: prepare(root, out, jobs)))
-    row = {f"{name}_s": min(w for w, _ in r) for name, r in runs.items()}
-    row["floor_cpu_s"] = min(c for _, c in runs["floor"])
-    row["jobs1_cpu_s"] = min(c for _, c in runs["jobs1"])
-    for jobs in (1, 2):
-        row[f"jobs{jobs}_x_floor"] = row[f"jobs{jobs}_s"] / row["floor_s"]
-    row["jobs1_cpu_x_floor"] = row["jobs1_cpu_s"] / row["floor_cpu_s"]
-    return row
 
 
 def main() -> None:
@@ -97,21 +57,33 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temp dir).")
+    ap.add_argument("--quick", action="store_true",
+                    help="4 pairs of 320 x 180, 1 repetition: checks the script runs.")
     args = ap.parse_args()
+    if args.quick:
+        args.pairs, args.width, args.height, args.repeat = 4, 320, 180, 1
     base = Path(tempfile.mkdtemp(prefix="bench-gopro-", dir=args.dir))
     try:
-        root = make_tree(base, args.pairs, args.width, args.height)
-        out = base / "out"
-        src_mb = sum(p.stat().st_size for p in root.rglob("*.png")) / 2**20
-        load = os.getloadavg()[0]
-        floor(root)  # warm-up: imports, page cache, joblib's worker pool
-        prepare(root, out, 2)
-        row = measure(root, out, args.repeat)
-        print(json.dumps({"pairs": args.pairs, "size": f"{args.width}x{args.height}",
-                          "source_mib": round(src_mb, 1), "load_average": load,
-                          "warm": {k: round(v, 3) for k, v in row.items()}}, indent=2))
+        whole = make_tree(base / "whole", args.pairs, args.width, args.height)
+        half_pairs = args.pairs // 2
+        half = base / "half" / "GOPRO_Large"
+        link_tree(whole, half, lambda p: int(p.stem) < FIRST_FRAME + half_pairs)
+        commands = [Command("floor", floor_cmd("decode", str(whole)),
+                            floor_cmd("decode", str(half)))]
+        for jobs in (1, 2):
+            out = base / f"out{jobs}"
+            argv = [*lpie_data(), "prepare", "gopro", "--jobs", str(jobs), "--out", str(out),
+                    "--root"]
+            commands.append(Command(f"jobs{jobs}", [*argv, str(whole)], [*argv, str(half)],
+                                    remover(out)))
+        measure(commands, args.repeat)
+        src_mib = sum(p.stat().st_size for p in whole.rglob("*.png")) / 2**20
+        result = report(commands, args.pairs, half_pairs, "floor", 0.80, {
+            "command": "prepare gopro", "size": f"{args.width}x{args.height}",
+            "source_png_mib": round(src_mib, 1)})
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,18 @@ Reports, on this machine:
 - the common approach: scipy.signal.fftconvolve per channel on the reflect-padded image;
 Timings are the best of ``--repeats`` runs, taken in turns with the floor; the median of the
 per-run ratios is reported too.
-- end to end: pairs/s of synthesize_dataset writing shards (one process).
+- end to end: pairs/s of synthesize writing shards (one process).
 
-Run: .venv/bin/python bench/synth.py [--repeats 10] [--json]
+The command, per pair (issue 13's row; bench/perpair.py has the method): ``lpie-data synth``
+with 800 x 800 crops, the 800 x 800 x 3 built-in PSF, ``unprocessing`` noise, ``reinhard``,
+uint16, on ``--sources`` .npy images of 1200 x 1200 (2 pairs each) against ``python
+bench/floors.py fft`` (one 3-channel real-FFT convolution per pair at the padded size, PSF
+spectrum computed once), both on the whole and on half the sources, interleaved; --jobs 1 and 2.
+Target: --jobs 1 <= 1.20 x the floor.
+
+Run: .venv/bin/python bench/synth.py [--repeat 5] [--sources 8]     # the command, per pair
+     .venv/bin/python bench/synth.py --in-process [--repeats 10]     # the breakdown above
+     .venv/bin/python bench/synth.py --quick                         # checks the script runs
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +42,8 @@ import scipy
 import scipy.fft
 import scipy.signal
 
-from lpie_data.synth import SynthConfig, builtin_psf, synthesize_dataset
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, builtin_psf, synthesize
 from lpie_data.synth.blur import clear_spectrum_cache, psf_spectrum, to_channels_first
 from lpie_data.synth.pipeline import synthesize_pair
 from lpie_data.synth.psf import rotate_psf, save_psf
@@ -39,7 +51,12 @@ from lpie_data.synth.sampling import draw_pair_params, pair_rng
 from lpie_data.synth.sources import find_sources, load_source
 from lpie_data.synth.tonemap import encode_for_storage
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perpair import Command, floor_cmd, lpie_data, measure, remover, report  # noqa: E402
+
 SIZE = 800
+SOURCE = 1200
+PAIRS_PER_IMAGE = 2
 
 
 def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
@@ -62,12 +79,8 @@ def test_image() -> np.ndarray:
     return np.ascontiguousarray(load_source(source)[:SIZE, :SIZE])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    args = parser.parse_args()
-
+def in_process(args: argparse.Namespace) -> None:
+    """The per-pair breakdown in one process (floor, pair, fftconvolve, rotation, end to end)."""
     workers = os.cpu_count() or 1
     psf = builtin_psf()
     image = test_image()
@@ -135,8 +148,8 @@ def main() -> None:
         cfg = SynthConfig(crop=SIZE, pairs_per_image=2)
         clear_spectrum_cache()
         t = time.perf_counter()
-        summary = synthesize_dataset(cfg, [src], [Path(tmp) / "psf.npy"], Path(tmp) / "out",
-                                     jobs=1, val_fraction=0.0)
+        summary = synthesize(Path(tmp) / "out", sources=[src], psfs=[Path(tmp) / "psf.npy"],
+                             config=cfg, job=JobOptions(jobs=1), val_fraction=0.0)
         t_e2e = time.perf_counter() - t
         pairs = sum(s["examples"] for s in summary.splits.values())
 
@@ -168,6 +181,68 @@ def main() -> None:
         return
     for key, value in result.items():
         print(f"{key:>28}: {value}")
+
+
+def command(args: argparse.Namespace) -> None:
+    """``lpie-data synth`` per pair against the FFT floor, as fresh commands (bench/perpair.py)."""
+    size, source = (SIZE, SOURCE) if not args.quick else (200, 300)
+    base = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=args.dir))
+    try:
+        psf = builtin_psf()
+        kernel = psf.kernel if not args.quick else psf.kernel[::8, ::8]
+        save_psf(base / "psf.npy", kernel / kernel.sum(axis=(0, 1)))
+        image = test_image()
+        half_sources = args.sources // 2
+        for tree, count in (("whole", args.sources), ("half", half_sources)):
+            (base / tree).mkdir()
+            for i in range(count):
+                crop = np.roll(image, 97 * i, axis=1)
+                grow = max(0, source - SIZE)
+                tiled = np.pad(crop, ((0, grow), (0, grow), (0, 0)),
+                               mode="symmetric")[:source, :source]
+                np.save(base / tree / f"{i:03d}.npy", np.ascontiguousarray(tiled))
+        (base / "synth.toml").write_text(
+            f"[synth]\ncrop = {size}\npairs_per_image = {PAIRS_PER_IMAGE}\n"
+            'noise = "unprocessing"\ntone_map = "reinhard"\n')
+        pairs, half_pairs = args.sources * PAIRS_PER_IMAGE, half_sources * PAIRS_PER_IMAGE
+        commands = [Command("floor",
+                            floor_cmd("fft", str(base / "psf.npy"), str(pairs), str(size)),
+                            floor_cmd("fft", str(base / "psf.npy"), str(half_pairs), str(size)))]
+        for jobs in (1, 2):
+            out = base / f"out{jobs}"
+            argv = [*lpie_data(), "synth", "--config", str(base / "synth.toml"), "--psf",
+                    str(base / "psf.npy"), "--val-fraction", "0", "--jobs", str(jobs), "--out",
+                    str(out), "--source"]
+            commands.append(Command(f"jobs{jobs}", [*argv, str(base / "whole")],
+                                    [*argv, str(base / "half")], remover(out)))
+        measure(commands, args.repeat)
+        result = report(commands, pairs, half_pairs, "floor", 1.20, {
+            "command": "synth", "crop": size, "psf": "x".join(map(str, kernel.shape)),
+            "noise": "unprocessing", "tone_map": "reinhard", "stored": "uint16",
+            "sources": f"{args.sources} x {source}x{source}x3 float32 .npy"})
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="command runs of each kind")
+    parser.add_argument("--sources", type=int, default=8, help="source images (2 pairs each)")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: temp)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small crops and PSF, 4 sources, 1 repetition: checks the script")
+    parser.add_argument("--in-process", action="store_true",
+                        help="instead: the breakdown in one process")
+    parser.add_argument("--repeats", type=int, default=10, help="--in-process repetitions")
+    parser.add_argument("--json", action="store_true", help="--in-process: print JSON only")
+    args = parser.parse_args()
+    if args.quick:
+        args.sources, args.repeat = 4, 1
+    if args.in_process:
+        in_process(args)
+    else:
+        command(args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from lpie_data import storage
+from lpie_data.allocator import keep_freed_memory
 from lpie_data.errors import DataError, LpieError, OutputError
 
 #: joblib backends whose workers are other processes (they cannot see ``ram://``).
@@ -72,6 +73,7 @@ def run_item(do_item: DoItem, produce: Callable[[Any], Iterable[Any]], item: Any
     """Worker side: one item. With ``work=None`` the part files are written to a private
     temporary folder and returned as ``(records, {file name: bytes})`` for :func:`store_part`.
     """
+    keep_freed_memory()  # large per-item arrays reuse the heap: no page faults per item
     try:
         if work is not None:
             return do_item(produce, item, index, work)

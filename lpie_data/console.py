@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -49,6 +51,12 @@ def quiet_tensorflow(verbose: bool | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # Keras and TensorFlow also warn from Python (absl logging, the warnings module): hundreds
+    # of lines during an export would bury the one error that matters.
+    for name in ("absl", "tensorflow", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("keras", "tensorflow", "absl", "tf_keras", "h5py"):
+        warnings.filterwarnings("ignore", module=module)
     if os.environ.get("LPIE_KEEP_STDERR") == "1" or not hasattr(sys.stderr, "fileno"):
         return
     try:

@@ -293,3 +293,53 @@ def record_offsets(f: IO[bytes], name: str = "<stream>") -> list[tuple[int, int]
         out.append((offset, 12 + length + 4))
         offset += 12 + length + 4
         f.seek(offset)
+
+
+def _read_varint_at(f: IO[bytes], name: str) -> int:
+    result = shift = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            raise DataError(f"{name}: truncated record")
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result
+        shift += 7
+
+
+def record_meta(f: IO[bytes], offset: int, name: str = "<stream>") -> dict[str, Any]:
+    """The ``meta`` JSON of the framed record at ``offset`` of a seekable TFRecord stream,
+    reading only the protobuf headers and the meta itself (the images are skipped, and the
+    CRCs are not checked here: :func:`read_records` checks them)."""
+    where = f"{name} (record at byte {offset})"
+    f.seek(offset)
+    header = f.read(12)
+    if len(header) < 12:
+        raise DataError(f"{where}: truncated record header")
+    f.seek(offset + 12)
+    if _read_varint_at(f, where) != 0x0A:  # Example.features
+        raise DataError(f"{where}: not a tf.train.Example")
+    end = _read_varint_at(f, where) + f.tell()
+    while f.tell() < end:
+        _read_varint_at(f, where)  # Features.feature map entry tag
+        size = _read_varint_at(f, where)
+        start = f.tell()
+        if _read_varint_at(f, where) == 0x0A:  # the entry's key comes first: read only it
+            feature = f.read(_read_varint_at(f, where))
+            if feature != b"meta":
+                f.seek(start + size)
+                continue
+        f.seek(start)
+        entry = f.read(size)
+        for num, _, value in _fields(memoryview(entry)):
+            if num == 1 and bytes(value) != b"meta":
+                break
+            if num == 2:
+                for kind, _, lst in _fields(value):
+                    if kind == 1:
+                        values = [bytes(v) for _, _, v in _fields(lst)]
+                        try:
+                            return json.loads(values[0]) if values else {}
+                        except ValueError as e:
+                            raise DataError(f"{where}: unreadable meta ({e})") from None
+    raise DataError(f"{where}: record has no meta")

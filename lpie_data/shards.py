@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpie_data import storage
-from lpie_data.errors import DataError
+from lpie_data.errors import DataError, LpieError, OutputError
 from lpie_data.records import example_to_pair, read_records
 
 FORMAT = "lpie-pairs"
@@ -152,14 +152,22 @@ def assemble_split(
         nbytes = sum(r.size for i, a, b in segments for r in parts[i].records[a:b])
         part = parts[segments[0][0]]
         whole = len(segments) == 1 and segments[0][1:] == (0, len(part.records))
-        if whole and _link(part.path, tmp):
-            sha = part.sha256 or file_sha256(tmp)
-        else:
-            if buf is None:
-                # One reusable buffer: fresh multi-megabyte chunks cost page faults too.
-                buf = memoryview(bytearray(_COPY_CHUNK))
-            sha = _copy_segments(parts, segments, tmp, buf)
-        storage.rename(tmp, storage.join(out, fname))
+        try:
+            if whole and _link(part.path, tmp):
+                sha = part.sha256 or file_sha256(tmp)
+            else:
+                if buf is None:
+                    # One reusable buffer: fresh multi-megabyte chunks cost page faults too.
+                    buf = memoryview(bytearray(_COPY_CHUNK))
+                sha = _copy_segments(parts, segments, tmp, buf)
+            storage.rename(tmp, storage.join(out, fname))
+        except BaseException as e:  # a full disk, a kill (^C): no half-written shard is left
+            _discard(tmp)
+            if isinstance(e, OSError):
+                raise OutputError(f"{storage.join(out, fname)}: cannot write the shard "
+                                  f"({e.strerror or e}); free some space and rerun the same "
+                                  "command to finish") from None
+            raise
         shards.append({"file": fname, "examples": count, "bytes": nbytes, "sha256": sha})
         if progress:
             progress(count)
@@ -175,6 +183,15 @@ def assemble_split(
                          max(r.target_range[1] for r in records)],
         "shards": shards,
     }
+
+
+def _discard(path: str) -> None:
+    """Remove ``path`` if it is there (a temporary file being given up)."""
+    try:
+        if storage.exists(path):
+            storage.remove(path)
+    except (OSError, LpieError):
+        pass
 
 
 def file_sha256(path: str) -> str:
@@ -233,6 +250,9 @@ def _copy(src: Any, dst: Any, n: int, digest: Any, buf: memoryview, name: str) -
 
 
 def write_manifest(out: str, manifest: dict[str, Any]) -> None:
+    from lpie_data.tfds_info import write_tfds_info  # TFDS's description too, before the manifest
+
+    write_tfds_info(out, manifest, skip_unsupported=True)
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     storage.write_atomic(storage.join(out, MANIFEST), data)
 
@@ -254,6 +274,19 @@ def read_manifest(path: str) -> dict[str, Any]:
             f"{mpath}: format version {manifest['format_version']} is newer than this lpie "
             f"understands ({FORMAT_VERSION}); upgrade lpie"
         )
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        raise DataError(f"{mpath}: damaged manifest (no 'splits' table)")
+    for split, entry in splits.items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list):
+            raise DataError(f"{mpath}: damaged manifest (split {split!r} has no shard list)")
+        for shard in shards:
+            name = shard.get("file") if isinstance(shard, dict) else None
+            if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+                    or "\\" in name or "://" in name):
+                raise DataError(f"{mpath}: shard {name!r} of split {split!r} is not a file name "
+                                "inside the dataset folder; refusing to read outside it")
     return manifest
 
 

@@ -15,8 +15,10 @@ reading and OutputError when writing, naming the path; local paths raise the usu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import IO, Any
 
 from lpie_data.errors import DataError, LpieError, OutputError
@@ -158,6 +160,11 @@ def size(path: str) -> int:
     return _remote("stat", path).length if is_remote(path) else os.path.getsize(path)
 
 
+def mtime_ns(path: str) -> int:
+    """Modification time in nanoseconds."""
+    return _remote("stat", path).mtime_nsec if is_remote(path) else os.stat(path).st_mtime_ns
+
+
 def remove(path: str) -> None:
     if is_remote(path):
         _remote("remove", path, write=True)
@@ -180,14 +187,42 @@ def rename(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename."""
-    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in str(path) else (
-        "." + str(path) + ".tmp"
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The one atomic write: yields a temporary name next to ``path`` (``.<name>.tmp``) for the
+    caller to write; renamed over ``path`` when the block ends. A reader never sees a
+    half-written file. (Writers that take a path must accept the URL for remote ``path``s;
+    :func:`open_file` does.)
+
+    If the block or the rename fails (a full disk, no permission, a kill: ^C) the temporary
+    file is removed; an OSError becomes OutputError naming ``path``.
+
+        with atomic_path(out) as tmp, open_file(tmp, "wb") as f:
+            np.save(f, array)
+    """
+    path = str(path)
+    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in path else (
+        "." + path + ".tmp"
     )
-    with open_file(tmp, "wb") as f:
+    try:
+        yield tmp
+        rename(tmp, path)
+    except BaseException as e:
+        try:
+            if exists(tmp):
+                remove(tmp)
+        except (OSError, LpieError):
+            pass
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a rename (:func:`atomic_path`);
+    OutputError naming ``path`` when it cannot be written."""
+    with atomic_path(path) as tmp, open_file(tmp, "wb") as f:
         f.write(data)
-    rename(tmp, path)
 
 
 def _split(path: str) -> tuple[str, str]:

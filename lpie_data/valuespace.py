@@ -63,8 +63,9 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 
 def reinhard(x: np.ndarray) -> np.ndarray:
     """``x / (x + 0.25)``: linear [0, inf) -> [0, 1), float32 (negative inputs clipped to 0)."""
-    x = np.maximum(np.asarray(x, dtype=np.float32), np.float32(0.0))
-    out = np.add(x, np.float32(REINHARD_KNEE))
+    x = np.asarray(x, dtype=np.float32)
+    x = np.maximum(x, np.float32(0.0), out=np.empty_like(x))
+    out = np.add(x, np.float32(REINHARD_KNEE), out=np.empty_like(x))
     np.divide(x, out, out=out)
     return out
 
@@ -137,3 +138,80 @@ def storage_dtype(space: str) -> np.dtype:
     uint16 round-trips [0, 1] within 7.7e-6; float16 keeps a relative error below 1e-3 up to 65504.
     """
     return np.dtype(np.uint16) if is_bounded(space) else np.dtype(np.float16)
+
+
+def encode(y: np.ndarray, space: str) -> np.ndarray:
+    """Float32 values of ``space`` as stored (:func:`storage_dtype`): bounded spaces as uint16
+    ``round(65535 * clip(y, 0, 1))`` (readers divide by 65535), ``linear`` as float16.
+
+    DataError when a linear value exceeds the float16 range (65504).
+    """
+    if storage_dtype(space) == np.uint16:
+        scaled = np.clip(np.asarray(y, dtype=np.float32), 0.0, 1.0)
+        scaled *= np.float32(65535.0)
+        np.rint(scaled, out=scaled)
+        return scaled.astype(np.uint16)
+    y = np.asarray(y)
+    peak = float(np.max(y)) if y.size else 0.0
+    if peak > FLOAT16_MAX:
+        from lpie_data.errors import DataError
+
+        raise DataError(
+            f"linear value {peak:g} exceeds the float16 range ({FLOAT16_MAX:g}); "
+            "lower the exposure or x_max, or store a bounded value space (reinhard, srgb)"
+        )
+    return y.astype(np.float16)
+
+
+#: The value space of each ``lpie-data prepare`` source (``udc`` depends on ``--tonemap``).
+SOURCE_SPACES: dict[str, str] = {"sidd": "srgb", "gopro": "srgb"}
+#: ``prepare udc --tonemap`` -> value space.
+UDC_TONEMAP_SPACES: dict[str, str] = {"reinhard": "reinhard", "none": "linear"}
+
+
+def manifest_value_space(manifest: dict[str, Any]) -> tuple[str | None, bool]:
+    """(space, assumed) from a loaded manifest: its ``value_space`` key, or for manifests
+    written before the key existed, what the command that made the dataset implies
+    (assumed=True). (None, True) when it cannot be told."""
+    stored = manifest.get("value_space")
+    if stored is not None:
+        return check_space(str(stored)), False
+    command = str(manifest.get("command", ""))
+    arguments = manifest.get("arguments") or {}
+    words = command.split()
+    kind = words[-1] if words else str(manifest.get("name", ""))
+    if kind in SOURCE_SPACES:
+        return SOURCE_SPACES[kind], True
+    if kind == "udc":
+        return UDC_TONEMAP_SPACES.get(str(arguments.get("tonemap", "reinhard"))), True
+    if kind == "synth":
+        tone_map = manifest.get("tone_map")
+        if tone_map is None:
+            tone_map = (manifest.get("synth") or arguments.get("config") or {}).get("tone_map")
+        return TONE_MAP_SPACES.get(str(tone_map)), True
+    return None, True
+
+
+def value_space_of(path: str) -> tuple[str, bool]:
+    """The value space of the dataset at ``path`` and whether it was assumed.
+
+    Returns ``(space, assumed)``: ``assumed`` is False when ``manifest.json`` records
+    ``value_space``; True for older manifests, read by what made the dataset (``prepare sidd`` /
+    ``gopro``: srgb; ``prepare udc``: by ``--tonemap``; ``synth``: by its ``tone_map``).
+    Raises DataError naming the folder when the manifest is missing or the space cannot be told.
+    """
+    from lpie_data.errors import DataError
+    from lpie_data.shards import read_manifest
+
+    manifest = read_manifest(str(path))
+    try:
+        space, assumed = manifest_value_space(manifest)
+    except ConfigError as e:
+        raise DataError(f"{path}: manifest.json value_space: {e}") from None
+    if space is None:
+        raise DataError(
+            f"{path}: cannot tell the value space of this dataset (no 'value_space' in "
+            f"manifest.json, made by {manifest.get('command', '?')!r}); add "
+            '"value_space": "linear" | "reinhard" | "srgb" to its manifest.json'
+        )
+    return space, assumed

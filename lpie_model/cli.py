@@ -11,7 +11,14 @@ from typing import Annotated
 import typer
 
 from lpie_data import storage
-from lpie_data.console import console, err_console, handle_errors, progress_bar, quiet_tensorflow
+from lpie_data.console import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    progress_bar,
+    quiet_tensorflow,
+)
 
 app = typer.Typer(
     name="lpie-model",
@@ -55,26 +62,39 @@ def evaluate_cmd(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Score only the first N pairs.")
     ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Score in: stored (the dataset's values) or a value space (srgb, reinhard, "
+            "linear) that output, input and target are mapped into.",
+        ),
+    ] = "stored",
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a model on a dataset split: PSNR/SSIM of its output next to the degraded input's.
 
-    Scores are computed in the dataset's stored domain (tone-mapped for UDC), per image and as
-    means; --csv writes key, psnr_input, ssim_input, psnr_output, ssim_output per image.
+    Scores are computed in the dataset's stored domain (tone-mapped for UDC) unless --space asks
+    for another (e.g. srgb: what a person sees), per image and as means; --csv writes key,
+    psnr_input, ssim_input, psnr_output, ssim_output per image.
 
     Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
     """
     quiet_tensorflow()
-    from lpie_model.evaluate import evaluate, write_csv, write_json
+    from lpie_data.jsonfile import write_json
+    from lpie_model.evaluate import evaluate, write_csv
     from lpie_model.runner import open_runner
 
     runner = open_runner(model, threads=threads)
     with progress_bar("evaluate") as update:
-        result = evaluate(runner, data, split, model_name=str(model), limit=limit, progress=update)
+        result = evaluate(runner, data, split, model_name=str(model), limit=limit, space=space,
+                          progress=update)
     mean, gain = result.mean(), result.gain()
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{model}[/] on {data} [{split}]: {len(result.images)} pairs in "
-        f"{result.seconds:.1f} s ({runner.description})"
+        f"{result.seconds:.1f} s ({runner.description}), scored in {space} values"
     )
     console.print(f"  {'':<8} {'PSNR (dB)':>10} {'SSIM':>8}")
     console.print(f"  {'input':<8} {mean['psnr_input']:>10.2f} {mean['ssim_input']:>8.4f}")
@@ -84,7 +104,7 @@ def evaluate_cmd(
         write_csv(result, csv)
         console.print(f"[green]wrote {csv}[/]")
     if json_out is not None:
-        write_json(result, json_out)
+        write_json(json_out, result.to_dict(), sort_keys=False)
         console.print(f"[green]wrote {json_out}[/]")
 
 
@@ -93,7 +113,10 @@ def evaluate_cmd(
 def enhance_cmd(
     model: ModelArg,
     images: Annotated[
-        list[Path], typer.Argument(help="Photos (PNG, JPEG, TIFF; 8 or 16 bit) or folders of them.")
+        list[Path],
+        typer.Argument(
+            help="Photos (PNG, JPEG, TIFF; 8 or 16 bit; sRGB), linear .npy arrays, or folders."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the results (same file names).")],
     tile: Annotated[
@@ -108,11 +131,22 @@ def enhance_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing files in --out.")
     ] = False,
+    input_space: Annotated[
+        str | None,
+        typer.Option(
+            "--input-space",
+            help="Value space of the inputs: linear, reinhard or srgb (default: srgb for photos, "
+            "linear for .npy).",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Restore photos of any size, keeping each one's size, bit depth and file format.
 
-    Large photos run in overlapping tiles blended with linear ramps, so memory stays bounded.
+    Each image is mapped from its value space (sRGB photos, linear .npy; --input-space
+    overrides) into the model's (recorded in model.json or the .tflite), restored, and mapped
+    back; the compare images show sRGB. Large photos run in overlapping tiles blended with linear
+    ramps, so memory stays bounded.
     Unreadable images are reported and skipped (exit status 1 at the end); nothing in --out is
     replaced without --overwrite.
 
@@ -122,12 +156,17 @@ def enhance_cmd(
     from lpie_model.enhance import EnhanceOptions, enhance_images, expand_inputs, plan
     from lpie_model.runner import open_runner
 
-    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite)
+    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite,
+                             input_space=input_space or "")
     sources = expand_inputs(images)
     plan(sources, out, options)  # refuse clashes before loading the model
     runner = open_runner(model, threads=threads)
     with progress_bar("enhance", total=len(sources)) as update:
         report = enhance_images(runner, sources, out, options, progress=update)
+    for note in report.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    space = runner.value_space or "not recorded"
+    console.print(f"model value space: {space}", highlight=False)
     for source, message in report.failed:
         # The library's messages name the file already.
         shown = message if str(source) in message else f"{source}: {message}"
@@ -135,7 +174,9 @@ def enhance_cmd(
     done = len(sources) - len(report.failed)
     console.print(f"[green]restored {done} of {len(sources)} image(s)[/] into {out}")
     if report.failed:
-        raise typer.Exit(1)
+        names = ", ".join(str(source) for source, _ in report.failed[:5])
+        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
+        raise fail(f"{len(report.failed)} of {len(sources)} image(s) failed: {names}{more}")
 
 
 @app.command("train")
@@ -184,14 +225,22 @@ def train_cmd(
         console.print(text, soft_wrap=True, highlight=False)
 
     def report(e: TrainEvent) -> None:
-        if e.kind == "synth":
+        if e.kind == "synth_wait":
+            bar.update(task, description="waiting for the chief's dataset")
+            say(f"waiting for the chief to write {e.info['path']}")
+        elif e.kind == "synth":
             bar.update(task, description="synthesising data", completed=e.done, total=e.total)
         elif e.kind == "start":
             i = e.info
+            for note in i.get("notes", ()):
+                say(f"note: {note}")
             start = f"resuming after epoch {e.epoch}" if e.epoch else "training"
             say(f"{start}: {e.epochs} epochs x {e.steps} steps, {i['replicas']} replica(s)")
             say(f"validation: {i['val_pairs']} pairs; degraded inputs {i['input_val_psnr']:.2f} "
                 f"dB PSNR, {i['input_val_ssim']:.4f} SSIM")
+            mapped = (f" (mapped from {i['data_value_space']})"
+                      if i["data_value_space"] != i["value_space"] else "")
+            say(f"value space: {i['value_space']}{mapped}")
         elif e.kind == "step":
             bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
                        total=e.steps, note=f"loss {e.loss:.4f}")
@@ -216,7 +265,9 @@ def train_cmd(
     say(f"[green]best: epoch {result.best_epoch}, {result.best_val_psnr:.2f} dB PSNR, "
         f"{result.best_val_ssim:.4f} SSIM[/] (degraded inputs: {result.input_val_psnr:.2f} dB, "
         f"{result.input_val_ssim:.4f}) after {result.seconds / 60:.1f} min")
-    say(f"model: {result.weights} + model.json")
+    for note in result.notes:
+        say(f"[yellow]note:[/] {note}")
+    say(f"model: {result.weights} + model.json (value space {result.value_space})")
     say(f"metrics: {run_dir}/metrics.csv  TensorBoard: tensorboard --logdir {run_dir}/logs")
 
 
@@ -281,13 +332,18 @@ def export_cmd(
     crop = tuple(min(s, ex.CALIBRATION_CROP) for s in fixed or (ex.CALIBRATION_CROP,) * 2)
     cal = None
     if calibration is not None:
-        parity = ex.dataset_inputs(calibration, calibration_split, 3)
+        # Parity and calibration images go into the model's value space (when it records one).
+        from lpie_data.valuespace import value_space_of
+
+        data_space = value_space_of(calibration)[0] if net.lpie_value_space else None
+        parity = [(k, ex.to_model_space(x, data_space, net))
+                  for k, x in ex.dataset_inputs(calibration, calibration_split, 3)]
         if precision == "int8":
-            cal = ex.dataset_calibration(
+            cal = [ex.to_model_space(x, data_space, net) for x in ex.dataset_calibration(
                 calibration, calibration_split, count=calibration_count, crop=crop
-            )
+            )]
     else:
-        parity = ex.sample_photos()
+        parity = [(k, ex.to_model_space(x, "srgb", net)) for k, x in ex.sample_photos()]
         if precision == "int8":
             console.print(
                 "[yellow]int8: calibrating on sample photos; pass --calibration DATA "
@@ -312,9 +368,14 @@ def export_cmd(
             )
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
+    if report["value_space"] is None:
+        err_console.print(f"[yellow]note:[/] {model} records no value space: the .tflite says "
+                          "so (null), and enhance/evaluate will feed it stored values unchanged",
+                          highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
-        f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}"
+        f"{report['params']:,} params, value space {report['value_space']}, "
+        f"builtin ops: {', '.join(report['ops'])}"
     )
     for row in p["images"]:
         console.print(

@@ -10,6 +10,7 @@ Validation examples are single ``(input, target)`` pairs (H, W, 3), full size or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,8 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.dataset import iter_pairs, pair_dataset
 from lpie_data.errors import DataError
-from lpie_data.shards import read_manifest, split_entry
+from lpie_data.records import read_records
+from lpie_data.shards import read_manifest, shard_paths, split_entry
 from lpie_model.recipe import DatasetRef
 
 
@@ -151,8 +153,12 @@ def training_dataset(
     flips: bool = True,
     rotations: bool = True,
     shuffle_buffer: int = 64,
+    spaces: tuple[str, str] | None = None,
 ) -> Any:
     """Batches of ``(input, target)``, float32 (batch_size, crop_h, crop_w, 3), for one epoch.
+
+    ``spaces``: (data space, training space): both images of every crop are mapped between these
+    value spaces (`lpie_data.valuespace.tf_convert`) inside the map; None keeps stored values.
 
     The element spec leaves H and W unknown (None) so that one compiled step serves all crops.
 
@@ -174,6 +180,7 @@ def training_dataset(
                 tf.stack([tf.constant(aug_seed, tf.int64), i]), 2
             )
             inp, tgt = random_crop_pair(ex["input"], ex["target"], h, w, s[0])
+            inp, tgt = convert_pair(inp, tgt, spaces)
             return augment_pair(inp, tgt, s[1], flips=flips, rotations=rotations,
                                 square=h == w)
 
@@ -195,13 +202,24 @@ def training_dataset(
     return ds.with_options(_options())
 
 
+def convert_pair(inp: Any, tgt: Any, spaces: tuple[str, str] | None) -> tuple[Any, Any]:
+    """Both images mapped from value space ``spaces[0]`` to ``spaces[1]`` (TF ops); as they are
+    when ``spaces`` is None or the two spaces are equal."""
+    if spaces is None or spaces[0] == spaces[1]:
+        return inp, tgt
+    from lpie_data.valuespace import tf_convert
+
+    return tf_convert(inp, *spaces), tf_convert(tgt, *spaces)
+
+
 def validation_dataset(
-    path: str, split: str, *, crop: int = 0, max_examples: int = 0
+    path: str, split: str, *, crop: int = 0, max_examples: int = 0,
+    spaces: tuple[str, str] | None = None,
 ) -> Any:
     """Unbatched ``(input, target)`` pairs, float32 (H, W, 3), in stored order.
 
     ``crop`` > 0 takes the centre crop of that side (smaller images stay whole); ``max_examples``
-    > 0 keeps only the first ones.
+    > 0 keeps only the first ones; ``spaces`` as in `training_dataset`.
     """
     import tensorflow as tf
 
@@ -213,7 +231,7 @@ def validation_dataset(
         inp, tgt = ex["input"], ex["target"]
         if crop:
             inp, tgt = centre_crop(inp, crop), centre_crop(tgt, crop)
-        return inp, tgt
+        return convert_pair(inp, tgt, spaces)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.with_options(_options())
@@ -228,3 +246,40 @@ def _options() -> Any:
     # and keeps its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
+
+
+def damaged_shard(datasets: Sequence[tuple[str, str]], message: str) -> str | None:
+    """The shard of the ``(path, split)`` datasets that TensorFlow's DataLossError ``message``
+    ("corrupted record at OFFSET") is about, or None when none is found.
+
+    Only shards with a record starting at OFFSET are looked at, and only that record is read
+    (its two CRCs checked), so this is cheap even for large datasets.
+    """
+    m = re.search(r"corrupted record at (\d+)", message)
+    if not m:
+        return None
+    offset = int(m.group(1))
+    for path, split in dict.fromkeys(datasets):
+        try:
+            shards = shard_paths(path, split)
+        except DataError:
+            continue
+        for shard in shards:
+            if storage.size(shard) <= offset:
+                continue
+            with storage.open_file(shard, "rb") as f:
+                pos = 0
+                while pos < offset:  # walk the record headers up to OFFSET
+                    f.seek(pos)
+                    header = f.read(8)
+                    if len(header) < 8:
+                        break
+                    pos += 12 + int.from_bytes(header, "little") + 4
+                if pos != offset:
+                    continue
+                f.seek(offset)
+                try:
+                    next(read_records(f, shard), None)
+                except DataError:
+                    return shard
+    return None

@@ -25,6 +25,7 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
+from lpie_data.jsonfile import json_safe
 from lpie_model.metrics import psnr
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -374,6 +375,110 @@ def _converter_message(e: Exception) -> str:
     return f"TFLite conversion failed: {first.strip()}"
 
 
+# --------------------------------------------------------------------------- metadata
+
+METADATA_NAME = "lpie"
+
+
+def model_metadata(model: Any, precision: str, io: str) -> dict[str, Any]:
+    """What a .tflite of `model` says about itself (the JSON of its "lpie" metadata entry).
+
+    {"value_space": the space of input and output values (`lpie_data.valuespace`; null when the
+    model records none), "input": how to feed it, "output": what it returns, "precision", "io",
+    "build": the network's build options, "lpie_version"}.
+    """
+    from lpie_data import __version__
+
+    space = getattr(model, "lpie_value_space", None)
+    values = f"values in the {space!r} value space" if space else "values as stored in the data"
+    if io == "uint8":
+        scale = "uint8 0..255 for [0, 1]"
+    else:
+        scale = "float32 in [0, 1]"
+    config = getattr(model, "lpie_config", None)
+    return {
+        "value_space": space,
+        "input": f"RGB image, NHWC (1, H, W, 3), {scale}, {values}",
+        "output": f"restored image of the input's shape, {scale}, {values}",
+        "precision": precision,
+        "io": io,
+        "build": json_safe(config) if config is not None else None,
+        "lpie_version": __version__,
+    }
+
+
+def to_model_space(image: np.ndarray, space: str | None, model: Any) -> np.ndarray:
+    """`image` (values of value space `space`) mapped into the value space `model` works in
+    (`model.lpie_value_space`); unchanged when either is unknown (None) or they are equal."""
+    target = getattr(model, "lpie_value_space", None)
+    if space is None or target is None or space == target:
+        return image
+    from lpie_data.valuespace import convert
+
+    return convert(image, space, target)
+
+
+def add_metadata(content: bytes, info: dict[str, Any], name: str = METADATA_NAME) -> bytes:
+    """The .tflite flatbuffer `content` with `info` as JSON in its `Model.metadata` entry `name`.
+
+    The entry's buffer holds UTF-8 JSON; an earlier entry of that name is replaced and the
+    converter's own entries (e.g. "min_runtime_version") are kept. Readable with
+    `read_metadata`, or with any flatbuffer reader of the TFLite schema.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    except Exception as e:  # flatbuffers raises from deep inside on foreign bytes
+        raise DataError(f"not a readable .tflite model ({e})") from None
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(info, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers = list(model.buffers or [])
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != name]
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers)
+    model.buffers.append(buffer)
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def read_metadata(model: bytes | str | Path, name: str = METADATA_NAME) -> dict[str, Any] | None:
+    """The JSON object of a .tflite's metadata entry `name` (see `add_metadata`); None without it.
+
+    `model`: the flatbuffer's bytes or a local path. Raises DataError for unreadable files.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    where = "model"
+    if not isinstance(model, bytes):
+        where = str(model)
+        try:
+            model = Path(model).read_bytes()
+        except OSError as e:
+            raise DataError(f"{where}: cannot read ({e.strerror})") from None
+    try:
+        root = schema.Model.GetRootAs(model, 0)
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            if _text(entry.Name()) == name:
+                data = root.Buffers(entry.Buffer()).DataAsNumpy()
+                info = json.loads(bytes(data).decode())
+                return info if isinstance(info, dict) else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{where}: unreadable {name!r} metadata ({e})") from None
+    except Exception as e:  # a truncated or foreign file raises from deep inside flatbuffers
+        raise DataError(f"{where}: not a readable .tflite model ({e})") from None
+    return None
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -620,7 +725,8 @@ def export_tflite(
 
     Returns:
         The report: {"model", "precision", "io", "input_size", "bytes", "params", "ops",
-        "build", "parity"}.
+        "build", "value_space", "metadata", "parity"}. The .tflite carries `model_metadata` as
+        its "lpie" metadata entry (`read_metadata` reads it back).
 
     Raises:
         ConfigError, ExportError (see `convert`); OutputError: `out` cannot be written.
@@ -636,6 +742,8 @@ def export_tflite(
     content = convert(
         model, precision=precision, size=size, io=io, calibration=calibration, progress=progress
     )
+    info = model_metadata(model, precision, io)
+    content = add_metadata(content, info)
     try:
         storage.write_atomic(out, content)
     except OSError as e:
@@ -650,7 +758,9 @@ def export_tflite(
         "bytes": len(content),
         "params": int(model.count_params()),
         "ops": op_names(content),
-        "build": _jsonable(config) if config is not None else None,
+        "build": json_safe(config) if config is not None else None,
+        "value_space": info["value_space"],
+        "metadata": info,
         "parity": parity_report(model, content, precision, images, num_threads=num_threads),
     }
     try:
@@ -659,6 +769,3 @@ def export_tflite(
         raise OutputError(f"{report_path}: cannot write ({e})") from None
     return report
 
-
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}

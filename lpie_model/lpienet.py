@@ -50,10 +50,14 @@ CONFIG_FILE = "model.json"
 
 @keras.saving.register_keras_serializable(package="lpie")
 class PadToMultiple(keras.layers.Layer):
-    """Pads H and W at the bottom/right up to the next multiple of `multiple`.
+    """Pads H and W at the bottom/right up to the next multiple of `multiple`, by reflection.
 
-    A constant pad of `multiple - 1` followed by a slice keeps the channel count static, which keeps
-    every TFLite op builtin (a computed paddings tensor does not; see docs/tensorflow facts).
+    The same values as `numpy.pad(x, ..., mode="reflect")` (the tiled runner's padding): the
+    rows below the image mirror the last rows without repeating the edge row. Written as a slice
+    of the last `multiple - 1` rows (columns), reversed and concatenated, then a slice to the next
+    multiple: constant-size ops keep the channel count static and every TFLite op builtin (a
+    computed paddings tensor does not; see docs/tensorflow facts). A side of 1 or 2 pixels has too
+    few rows to mirror; the rest is filled with zeros there.
     """
 
     def __init__(self, multiple: int, **kwargs: Any) -> None:
@@ -65,7 +69,10 @@ class PadToMultiple(keras.layers.Layer):
         shape = tf.shape(x)
         h = (shape[1] + m - 1) // m * m
         w = (shape[2] + m - 1) // m * m
-        x = tf.pad(x, [[0, 0], [0, m - 1], [0, m - 1], [0, 0]])
+        if m > 1:
+            x = tf.concat([x, tf.reverse(x[:, -m:-1], [1])], axis=1)
+            x = tf.concat([x, tf.reverse(x[:, :, -m:-1], [2])], axis=2)
+            x = tf.pad(x, [[0, 0], [0, m - 1], [0, m - 1], [0, 0]])  # only for sides < 3
         return x[:, :h, :w, :]
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
@@ -600,20 +607,28 @@ def _s2d_weights(weights: list[np.ndarray], *, depthwise: bool = False) -> list[
     return [kb, bb] if len(weights) > 1 else [kb]
 
 
-def load_model(path: str | Path) -> keras.Model:
+def load_model(path: str | Path, build: dict[str, Any] | None = None) -> keras.Model:
     """Loads a trained LPIENet for inference.
 
     Accepted `path`s:
-        - a run directory holding `model.json` (build kwargs, e.g. {"variant": "base"}) and
-          `best.weights.h5`;
-        - a `.weights.h5` file, built with the `model.json` next to it, else the base defaults;
+        - a run directory holding `model.json` (build kwargs and value space, e.g.
+          {"variant": "base", "value_space": "srgb"}) and `best.weights.h5`;
+        - a `.weights.h5` file, built with the `model.json` next to it;
         - a `.keras` file (full saved model).
 
+    `build`: the architecture (build kwargs, as in `model.json`) of a `.weights.h5` that has no
+    `model.json` next to it. Without either, loading is refused: weights of a ReLU or
+    `irb_second_input="y"` network have the same shapes as the defaults' and would load silently
+    into the wrong network.
+
     Returns:
-        The dynamic-size model; its build kwargs are attached as `model.lpie_config`.
+        The dynamic-size model; its build kwargs are attached as `model.lpie_config` and the value
+        space it was trained in (from `model.json`; None when not recorded) as
+        `model.lpie_value_space`.
 
     Raises:
-        DataError: missing or unreadable files. ConfigError: a bad `model.json`.
+        DataError: missing or unreadable files, weights without their architecture.
+        ConfigError: a bad `model.json`.
     """
     path = Path(path)
     if path.is_dir():
@@ -632,37 +647,61 @@ def load_model(path: str | Path) -> keras.Model:
         except Exception as e:  # keras raises many types for unreadable files
             raise DataError(f"{path}: cannot load Keras model ({e})") from None
         model.lpie_config = _config_of_keras_model(model)
+        model.lpie_value_space = None
         return model
     else:
         raise DataError(f"{path}: expected a run directory, a .weights.h5 file or a .keras file")
     if not weights.is_file():
         raise DataError(f"{weights}: no such file")
-    config: dict[str, Any] = {}
-    if config_path.is_file():
+    if build is not None:
+        config, where = dict(build), "architecture"
+    elif config_path.is_file():
+        config, where = read_config(config_path), str(config_path)
+    else:
+        raise DataError(
+            f"{weights}: no {CONFIG_FILE} next to these weights, so their architecture is unknown "
+            f"(ReLU or irb_second_input 'y' weights fit the default network too); put the run's "
+            f'{CONFIG_FILE} next to them, e.g. {{"variant": "base", "activation": "elu"}}'
+        )
+    value_space = config.pop("value_space", None)
+    if value_space is not None:
+        from lpie_data.valuespace import check_space
+
         try:
-            config = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{config_path}: cannot read JSON ({e})") from None
-        if not isinstance(config, dict):
-            raise ConfigError(f"{config_path}: expected a JSON object of build options")
-    kwargs = build_kwargs(config, str(config_path))
+            check_space(str(value_space))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: value_space: {e}") from None
+    kwargs = build_kwargs(config, where)
     model = build_lpienet(**kwargs)
     try:
         model.load_weights(weights)
     except Exception as e:  # h5py / keras mismatch errors come in several types
         raise DataError(f"{weights}: weights do not fit {kwargs} ({e})") from None
     model.lpie_config = kwargs
+    model.lpie_value_space = value_space
     return model
 
 
-def save_config(run_dir: str | Path, **kwargs: Any) -> Path:
-    """Writes `run_dir/model.json` with the given build kwargs (validated); returns its path."""
-    kwargs = {k: v for k, v in build_kwargs(kwargs).items() if k in kwargs}
-    if "widths" in kwargs and kwargs["widths"] is not None:
-        kwargs["widths"] = list(kwargs["widths"])
-    path = Path(run_dir) / CONFIG_FILE
-    path.write_text(json.dumps(kwargs, indent=2, sort_keys=True) + "\n")
-    return path
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a `model.json` (build kwargs, optional "value_space"), unvalidated."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a JSON object of build options")
+    return config
+
+
+def save_config(run_dir: str | Path, value_space: str | None = None, **kwargs: Any) -> Path:
+    """Writes `run_dir/model.json`: the given build kwargs (validated) and the value space the
+    model works in (see `lpie_data.valuespace`); returns its path.
+
+    The one writer of model.json is `lpie_model.rundir.write_config`; this is its shorthand.
+    """
+    from lpie_model.rundir import write_config
+
+    return Path(write_config(str(run_dir), kwargs, value_space))
 
 
 def _config_of_keras_model(model: keras.Model) -> dict[str, Any]:

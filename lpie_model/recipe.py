@@ -99,6 +99,9 @@ class DataRecipe:
     synth_sources, synth_psfs, synth_seed, synth_val_fraction: inputs of the ``[synth]``
         synthesis (empty sources: the built-in sample photos; empty PSFs: the built-in simulated
         under-display-camera PSF).
+    value_space: the value space to train in (``reinhard`` or ``srgb``), mapped from the
+        datasets' own space on the fly in the input pipeline (e.g. linear HDR data into
+        ``reinhard``); "" trains in the datasets' space, which must then be bounded to [0, 1].
     """
 
     datasets: tuple[DatasetRef, ...] = ()
@@ -115,8 +118,18 @@ class DataRecipe:
     synth_psfs: tuple[str, ...] = ()
     synth_seed: int = 0
     synth_val_fraction: float = 0.1
+    value_space: str = ""
 
     def __post_init__(self) -> None:
+        if self.value_space:
+            from lpie_data.valuespace import VALUE_SPACES, is_bounded
+
+            bounded = [s for s in VALUE_SPACES if is_bounded(s)]
+            if self.value_space not in bounded:
+                raise ConfigError(
+                    f"value_space: {self.value_space!r} cannot be trained in (LPIENet's output is "
+                    f"clipped to [0, 1)); valid: {', '.join(bounded)}, or \"\" for the data's own"
+                )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.shuffle_buffer < 1:
@@ -187,6 +200,8 @@ class TrainRecipe:
         deterministic (exact resume; a little slower on GPUs).
     strategy: ``default`` (one device), ``mirrored`` (all GPUs of one host), ``multiworker``
         (hosts listed in TF_CONFIG) or ``tpu``. tpu: TPU name or address for ``tpu`` ("" = local).
+    join_timeout: ``multiworker`` only: seconds to wait for every worker to join, and for the
+        other workers to wait for the chief's ``[synth]`` dataset.
     log_every: write the training loss to TensorBoard every N steps.
     tensorboard_images: validation pairs shown as input | output | target images each epoch.
     """
@@ -204,6 +219,7 @@ class TrainRecipe:
     deterministic: bool = True
     strategy: str = "default"
     tpu: str = ""
+    join_timeout: float = 600.0
     log_every: int = 50
     tensorboard_images: int = 3
 
@@ -229,6 +245,8 @@ class TrainRecipe:
         if self.seed < 0:
             raise ConfigError(f"seed: must be >= 0, got {self.seed}")
         _choice(self.strategy, STRATEGIES, "strategy")
+        if not self.join_timeout > 0:
+            raise ConfigError(f"join_timeout: must be > 0 seconds, got {self.join_timeout}")
         if self.log_every < 1:
             raise ConfigError(f"log_every: must be >= 1, got {self.log_every}")
         if self.tensorboard_images < 0:
@@ -254,12 +272,6 @@ class Recipe:
             raise ConfigError(
                 "data.datasets and [synth] both given: train on existing datasets or on a "
                 "synthesised one, not both"
-            )
-        if self.synth is not None and self.train.strategy == "multiworker":
-            raise ConfigError(
-                "train.strategy: 'multiworker' needs a dataset every worker can read: write "
-                "it with `lpie-data synth --out DATA` and list it in [[data.datasets]] "
-                "instead of [synth]"
             )
         if self.synth is not None:
             crop = self.data.largest_crop()

@@ -26,6 +26,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
+from lpie_data.jsonfile import write_json
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
@@ -57,13 +58,26 @@ def resolve_paths(recipe: Recipe) -> Recipe:
     return dataclasses.replace(recipe, data=data)
 
 
-def read_json(path: str) -> Any:
+def read_run_json(path: str) -> Any:
+    """A run's JSON file; OutputError naming it when it is damaged (DataError when missing)."""
     with storage.open_file(path, "rb") as f:
-        return json.loads(f.read())
+        data = f.read()
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise OutputError(f"{path}: damaged JSON ({type(e).__name__}: {e}); restore it, or "
+                          "train into a new --out") from None
 
 
-def write_json(path: str, data: Any) -> None:
-    storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+def read_summary(run_dir: str) -> dict[str, Any] | None:
+    """The run's summary.json, or None when there is none yet."""
+    path = storage.join(run_dir, SUMMARY_FILE)
+    if not storage.exists(path):
+        return None
+    summary = read_run_json(path)
+    if not isinstance(summary, dict) or not isinstance(summary.get("epochs_done", 0), int):
+        raise OutputError(f"{path}: damaged summary (not the JSON object lpie writes)")
+    return summary
 
 
 def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
@@ -77,7 +91,7 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
         if not storage.exists(recipe_path):
             raise OutputError(f"{run_dir}: nothing to resume (no {RECIPE_FILE}); "
                               "start it without --resume")
-        saved = recipe_from_dict(read_json(recipe_path), recipe_path)
+        saved = recipe_from_dict(read_run_json(recipe_path), recipe_path)
         changed = [k for k in saved.differences(recipe) if k != "train.epochs"]
         if changed:
             raise ConfigError(
@@ -87,21 +101,36 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
     elif storage.exists(run_dir):
         if not storage.isdir(run_dir):
             raise OutputError(f"{run_dir}: exists and is not a folder")
-        if storage.listdir(run_dir):
+        if [n for n in storage.listdir(run_dir) if n != ".lpie-lock"]:  # a killed run's lock
             raise OutputError(
                 f"{run_dir}: exists and is not empty; continue it with --resume or choose "
                 "another --out"
             )
 
 
-def write_model_json(run_dir: str, recipe: Recipe) -> None:
+def write_model_json(run_dir: str, recipe: Recipe, value_space: str | None = None) -> None:
+    """``RUN/model.json`` of a run: the recipe's build options and the model's value space."""
+    write_config(run_dir, recipe.model.build_kwargs(), value_space)
+
+
+def write_config(run_dir: str, build: dict[str, Any], value_space: str | None = None) -> str:
+    """Writes ``run_dir/model.json`` (the one writer of that file); returns its path.
+
+    ``build``: keyword arguments of `build_lpienet` (validated; only the given ones are written).
+    ``value_space``: the space of the model's input and output values (`lpie_data.valuespace`),
+    or None for "not recorded". Raises ConfigError for bad values.
+    """
+    from lpie_data.valuespace import check_space
     from lpie_model.lpienet import build_kwargs
 
-    kwargs = recipe.model.build_kwargs()
-    build_kwargs(kwargs, "model")
-    if "widths" in kwargs:
-        kwargs["widths"] = list(kwargs["widths"])
-    write_json(storage.join(run_dir, MODEL_FILE), kwargs)
+    data = {k: v for k, v in build_kwargs(dict(build), "model").items() if k in build}
+    if data.get("widths") is not None:
+        data["widths"] = list(data["widths"])
+    if value_space is not None:
+        data["value_space"] = check_space(value_space)
+    path = storage.join(run_dir, MODEL_FILE)
+    write_json(path, data)
+    return path
 
 
 def read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:
@@ -109,8 +138,13 @@ def read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:
     if not storage.exists(path):
         return []
     with storage.open_file(path, "rb") as f:
-        rows = list(csv.DictReader(io.StringIO(f.read().decode())))
-    return [r for r in rows if int(r["epoch"]) <= last_epoch]
+        text = f.read().decode(errors="replace")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [r for r in rows if int(r["epoch"]) <= last_epoch]
+    except (ValueError, KeyError, TypeError, csv.Error) as e:
+        raise OutputError(f"{path}: damaged metrics file ({type(e).__name__}: {e}); remove it "
+                          "to resume without the earlier rows") from None
 
 
 def write_metrics(path: str, rows: list[dict[str, str]]) -> None:

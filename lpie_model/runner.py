@@ -41,11 +41,15 @@ class Runner(Protocol):
             (float32 input, any size)", ...).
         fixed_size: (H, W) for a model that accepts only that size, else None.
         align: tile starts must be multiples of this to keep the pooling grid aligned.
+        value_space: the value space of the model's input and output (`lpie_data.valuespace`),
+            from the run's model.json or the .tflite's metadata; None when not recorded (older
+            runs and exports): images are then fed as they are stored, with no conversion.
     """
 
     description: str
     fixed_size: tuple[int, int] | None
     align: int
+    value_space: str | None
 
     def run(self, image: np.ndarray) -> np.ndarray:
         """float32 H x W x 3 in [0, 1] -> float32 H x W x 3 (H x W == fixed_size if fixed)."""
@@ -72,6 +76,7 @@ class KerasRunner:
 
             self.align = max(DEFAULT_ALIGN, size_multiple(config["widths"]))
         self.description = description or f"Keras model {model.name!r}"
+        self.value_space: str | None = getattr(model, "lpie_value_space", None)
         h, w = self.fixed_size or (None, None)
         self._fn = tf.function(
             lambda x: model(x, training=False),
@@ -106,9 +111,29 @@ class LiteRTRunner:
         kind = np.dtype(details[0]["dtype"]).name
         size = "any size" if self.fixed_size is None else "fixed {}x{}".format(*self.fixed_size)
         self.description = f"LiteRT {path.name} ({kind} input, {size})"
+        from lpie_model.export import read_metadata
+
+        info = read_metadata(path) or {}
+        space = info.get("value_space")
+        if space is not None:
+            from lpie_data.valuespace import check_space
+
+            try:
+                check_space(str(space))
+            except ConfigError as e:
+                raise DataError(f"{path}: metadata value_space: {e}") from None
+        self.value_space: str | None = space
 
     def run(self, image: np.ndarray) -> np.ndarray:
         return self._runner(image)
+
+
+def unrecorded_space_note(runner: Runner) -> str | None:
+    """What is assumed for a model that records no value space (None when it records one)."""
+    if runner.value_space is not None:
+        return None
+    return (f"{runner.description} records no value space (an older run or export): images are "
+            "fed to it as stored, with no value-space conversion")
 
 
 def open_runner(path: str | Path, *, threads: int | None = None) -> Runner:

@@ -10,6 +10,7 @@ The library never prints: ``progress`` receives :class:`TrainEvent`s.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from lpie_data import storage
-from lpie_data.errors import ConfigError, DataError
+from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.jobs import output_lock
+from lpie_data.jsonfile import write_json
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
+    damaged_shard,
     inspect_split,
     training_dataset,
     validation_dataset,
@@ -39,12 +43,12 @@ from lpie_model.rundir import (
     WEIGHTS_FILE,
     check_run_dir,
     read_metrics,
+    read_summary,
     resolve_paths,
-    write_json,
     write_metrics,
     write_model_json,
 )
-from lpie_model.strategies import STRATEGIES, is_chief
+from lpie_model.strategies import STRATEGIES, is_chief, writes_run_dir
 
 TB_IMAGE_SIDE = 256  # validation images in TensorBoard are centre crops of at most this side
 
@@ -79,7 +83,8 @@ class EpochRecord:
 class TrainEvent:
     """Progress reported to the caller.
 
-    kind: ``synth`` (done/total source images), ``start`` (info: replicas, steps, examples,
+    kind: ``synth`` (done/total source images), ``synth_wait`` (a non-chief worker waits for
+    the chief's dataset, info: path), ``start`` (info: replicas, steps, examples,
     input PSNR/SSIM of the validation pairs, resumed epoch), ``step`` (epoch, step/steps, loss),
     ``validate`` (epoch), ``epoch`` (record, improved).
     """
@@ -113,6 +118,7 @@ class TrainResult:
     resumed_from: int
     seconds: float
     notes: tuple[str, ...] = ()
+    value_space: str = ""
 
 
 Progress = Callable[[TrainEvent], None]
@@ -131,9 +137,10 @@ def data_sources(recipe: Recipe, run_dir: str) -> tuple[tuple[DatasetRef, ...], 
     return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
 
 
-def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
+def synthesize_recipe_data(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
     """Writes the ``[synth]`` dataset into ``RUN/data`` (resumed if killed, a no-op when done)."""
-    from lpie_data.synth import synthesize_dataset
+    from lpie_data.jobs import JobOptions
+    from lpie_data.synth import synthesize
 
     def report(done: int, total: int) -> None:
         if progress:
@@ -142,11 +149,89 @@ def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -
     data = recipe.data
     if recipe.synth is None:
         return
-    synthesize_dataset(
-        recipe.synth, list(data.synth_sources), list(data.synth_psfs),
-        storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
-        val_fraction=data.synth_val_fraction, progress=report,
+    synthesize(
+        storage.join(run_dir, DATA_DIR), sources=list(data.synth_sources),
+        psfs=list(data.synth_psfs), config=recipe.synth, seed=data.synth_seed,
+        val_fraction=data.synth_val_fraction, job=JobOptions(progress=report),
     )
+
+
+@dataclass(frozen=True)
+class ValueSpaces:
+    """The value space of a run's data (``data``) and the one the model trains in (``model``);
+    ``notes`` say what was assumed for datasets whose manifest records none."""
+
+    data: str
+    model: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def mapping(self) -> tuple[str, str] | None:
+        """(data, model) for the input pipeline, None when no mapping is needed."""
+        return None if self.data == self.model else (self.data, self.model)
+
+
+def value_spaces(recipe: Recipe, sources: tuple[DatasetRef, ...], val_path: str) -> ValueSpaces:
+    """Reads the value space of every dataset of the run and decides the model's.
+
+    With a ``[synth]`` table the space follows from its ``tone_map`` (known before synthesis).
+    Raises DataError for datasets in different spaces (naming each with its space) and
+    ConfigError for data whose values exceed the model's output range (linear HDR) when
+    ``[data] value_space`` does not map them into a bounded space.
+    """
+    from lpie_data.valuespace import TONE_MAP_SPACES, is_bounded, value_space_of
+
+    notes: list[str] = []
+    if recipe.synth is not None:
+        found = {"[synth]": TONE_MAP_SPACES[recipe.synth.tone_map]}
+        if recipe.data.val_path:
+            found[val_path] = value_space_of(val_path)[0]
+    else:
+        found = {}
+        for path in dict.fromkeys([*(s.path for s in sources), val_path]):
+            space, assumed = value_space_of(path)
+            found[path] = space
+            if assumed:
+                notes.append(f"{path}: manifest.json records no value space; assumed {space!r} "
+                             "from the command that made it")
+    spaces = sorted(set(found.values()))
+    if len(spaces) > 1:
+        listed = ", ".join(f"{p} ({s})" for p, s in found.items())
+        raise DataError(
+            f"the datasets of this run are in different value spaces: {listed}; train on "
+            "datasets of one space (re-make the others, e.g. with the same tone map)"
+        )
+    data_space = spaces[0]
+    model_space = recipe.data.value_space or data_space
+    if not is_bounded(model_space):
+        raise ConfigError(
+            f"{', '.join(found)}: the data are in the {data_space!r} value space (values may "
+            "exceed 1), but LPIENet's output is clipped to [0, 1), so it could not learn them "
+            "and PSNR with peak 1 would mean nothing; set [data] value_space = \"reinhard\" "
+            "(or \"srgb\") in the recipe to map them on the fly"
+        )
+    return ValueSpaces(data_space, model_space, tuple(notes))
+
+
+def wait_for_dataset(path: str, timeout: float, progress: Progress | None = None,
+                     poll: float = 0.5) -> None:
+    """Waits until the dataset at ``path`` is finished (its ``manifest.json`` exists): what the
+    other workers of a multi-worker run do while the chief synthesises. DataError after
+    ``timeout`` seconds, naming the file waited for."""
+    from lpie_data.shards import MANIFEST
+
+    manifest = storage.join(path, MANIFEST)
+    deadline = time.monotonic() + timeout
+    if progress:
+        progress(TrainEvent("synth_wait", info={"path": manifest}))
+    while not storage.exists(manifest):
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"waited {timeout:g} s (train.join_timeout) for the chief's [synth] dataset: "
+                f"{manifest} did not appear; is the chief running with the same --out, on "
+                "storage this worker sees?"
+            )
+        time.sleep(poll)
 
 
 def _check_data(
@@ -312,21 +397,42 @@ def train(
 
     With ``resume`` continues the run in ``run_dir`` from its last finished epoch (weights,
     optimiser state, learning rate, plateau counters, best PSNR), or finishes its synthesis.
-    Every input is checked before the first step. Raises ConfigError, DataError, OutputError.
+    Every input is checked before the first step. The writing process holds the run folder's
+    lock (:func:`lpie_data.jobs.output_lock`) while it trains: a second run into the same folder
+    fails at once. Raises ConfigError, DataError, OutputError.
     """
+    with contextlib.ExitStack() as lock:
+        return _train(recipe, run_dir, resume=resume, progress=progress, lock=lock)
+
+
+def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progress | None,
+           lock: contextlib.ExitStack) -> TrainResult:
+    """The body of :func:`train`; takes the run folder's lock into ``lock`` once it exists."""
     t0 = time.perf_counter()
     run_dir = str(run_dir)
     progress = progress or (lambda event: None)
     recipe = resolve_paths(recipe)
     data, tr = recipe.data, recipe.train
-    check_run_dir(recipe, run_dir, resume)
+    # Under multiworker only the chief writes; the others find its files in the shared RUN.
+    writer = writes_run_dir(recipe)
+    if writer or resume:
+        check_run_dir(recipe, run_dir, resume)
     sources, val_path, val_split = data_sources(recipe, run_dir)
     if recipe.synth is None:  # given datasets are checked before anything is written
         infos = _check_data(recipe, sources, val_path, val_split)
-    storage.makedirs(run_dir)
-    write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
+    spaces = value_spaces(recipe, sources, val_path)  # before anything is written too
+    if writer:
+        try:
+            storage.makedirs(run_dir)
+        except OSError as e:
+            raise OutputError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+        lock.enter_context(output_lock(run_dir, "lpie-model train"))
+        write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
-        synthesise(recipe, run_dir, progress)
+        if writer:
+            synthesize_recipe_data(recipe, run_dir, progress)
+        else:
+            wait_for_dataset(storage.join(run_dir, DATA_DIR), tr.join_timeout, progress)
         infos = _check_data(recipe, sources, val_path, val_split)
 
     _seed_everything(tr.seed, tr.deterministic)
@@ -344,20 +450,19 @@ def train(
     import tensorflow as tf
 
     trainer = Trainer(recipe, strategy, run_dir, chief)
-    resumed_from = 0
-    # Every worker restores from the run's shared checkpoints (non-chiefs save elsewhere).
-    latest = tf.train.latest_checkpoint(storage.join(run_dir, CHECKPOINT_DIR)) if resume else None
-    if latest:
-        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-        resumed_from = int(trainer.value("epoch"))
+    resumed_from, notes = _restore(trainer, run_dir) if resume else (0, [])
     if chief:
-        write_model_json(run_dir, recipe)
+        write_model_json(run_dir, recipe, spaces.model)
     metrics_path = storage.join(run_dir, METRICS_FILE)
     rows = read_metrics(metrics_path, resumed_from) if chief else []
 
     val_ds = validation_dataset(val_path, val_split, crop=data.val_crop,
-                                max_examples=data.val_max_examples)
-    input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
+                                max_examples=data.val_max_examples, spaces=spaces.mapping)
+    datasets = [(src.path, src.split) for src in sources] + [(val_path, val_split)]
+    try:
+        input_psnr, input_ssim, val_pairs = _input_baseline(val_ds)
+    except tf.errors.DataLossError as e:
+        raise _data_loss(e, datasets) from None
     tb_images = list(val_ds.take(tr.tensorboard_images)) if tr.tensorboard_images else []
     if chief:
         writers = {name: tf.summary.create_file_writer(storage.join(run_dir, LOG_DIR, name))
@@ -367,7 +472,8 @@ def train(
     progress(TrainEvent("start", epoch=resumed_from, epochs=tr.epochs, steps=steps, info={
         "replicas": replicas, "examples": examples, "resumed_from": resumed_from,
         "input_val_psnr": input_psnr, "input_val_ssim": input_ssim,
-        "val_pairs": val_pairs, "chief": chief,
+        "val_pairs": val_pairs, "chief": chief, "value_space": spaces.model,
+        "data_value_space": spaces.data, "notes": notes,
     }))
 
     try:
@@ -378,7 +484,7 @@ def train(
             ds = training_dataset(
                 sources, crop=crop, batch_size=data.batch_size, seed=tr.seed, epoch=epoch,
                 steps=steps, flips=data.flips, rotations=data.rotations,
-                shuffle_buffer=data.shuffle_buffer,
+                shuffle_buffer=data.shuffle_buffer, spaces=spaces.mapping,
             )
             total = 0.0
             with writers["train"].as_default():
@@ -442,6 +548,16 @@ def train(
             f"{paths}: a training image is smaller than the {crop[0]}x{crop[1]} crop of epoch "
             f"{epoch} (only the first pair's size is checked before training); use smaller crops"
         ) from None
+    except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
+        if tr.strategy != "multiworker":
+            raise
+        first = (e.message or str(e)).strip().splitlines()[0]
+        raise DataError(
+            f"epoch {epoch}: another worker of the cluster stopped ({first}); start every "
+            "worker again with the same command and --resume"
+        ) from None
+    except tf.errors.DataLossError as e:
+        raise _data_loss(e, datasets) from None
     except tf.errors.UnimplementedError as e:
         if "determinis" not in str(e).lower():
             raise
@@ -463,8 +579,76 @@ def train(
         best_val_ssim=float(trainer.value("best_ssim")),
         input_val_psnr=input_psnr, input_val_ssim=input_ssim,
         weights=storage.join(run_dir, WEIGHTS_FILE), resumed_from=resumed_from,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0, notes=spaces.notes, value_space=spaces.model,
     )
+
+
+def _data_loss(e: Any, datasets: list[tuple[str, str]]) -> DataError:
+    """A DataError naming the damaged shard behind TensorFlow's DataLossError ``e``."""
+    text = getattr(e, "message", "") or str(e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    message = next((ln for ln in lines if "corrupt" in ln or "truncated" in ln.lower()),
+                   lines[0] if lines else "DataLossError")
+    shard = damaged_shard(datasets, message)
+    if shard is not None:
+        return DataError(f"{shard}: damaged record ({message}); the dataset needs rebuilding "
+                         "(lpie-data inspect --verify checks a whole dataset)")
+    paths = ", ".join(dict.fromkeys(p for p, _ in datasets))
+    return DataError(f"{paths}: damaged TFRecord data ({message}); run lpie-data inspect "
+                     "--verify on each dataset to find the shard")
+
+
+def _restore(trainer: Trainer, run_dir: str) -> tuple[int, list[str]]:
+    """Restore the newest usable checkpoint of ``run_dir``; return its epoch and notes.
+
+    Checkpoints are tried newest first (``ckpt-N.index`` files, whether or not the
+    ``checkpoint`` index file survived); a damaged one is skipped with a note. Without a usable
+    one a run that finished epochs is refused (OutputError): starting over would overwrite its
+    best weights, metrics and summary. The best PSNR recorded in summary.json is kept when it is
+    higher than the checkpoint's, so an older checkpoint never lets a worse model replace
+    ``best.weights.h5``. Every worker restores from the run's shared checkpoints.
+    """
+    import re
+
+    summary = read_summary(run_dir)
+    done = int(summary.get("epochs_done", 0)) if summary else 0
+    ckpt_dir = storage.join(run_dir, CHECKPOINT_DIR)
+    numbers = []
+    if storage.exists(ckpt_dir):
+        for name in storage.listdir(ckpt_dir):
+            m = re.fullmatch(r"ckpt-(\d+)\.index", name)
+            if m:
+                numbers.append(int(m.group(1)))
+    notes: list[str] = []
+    restored = None
+    for n in sorted(numbers, reverse=True):
+        prefix = storage.join(ckpt_dir, f"ckpt-{n}")
+        try:
+            trainer.checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - any failure to read it makes it unusable
+            detail = (getattr(e, "message", "") or str(e)).splitlines()[0][:200]
+            notes.append(f"{prefix}: damaged checkpoint, skipped ({type(e).__name__}: {detail})")
+            continue
+        restored = n
+        break
+    if restored is None:
+        if done:
+            why = "every checkpoint is damaged" if numbers else f"no checkpoint in {ckpt_dir}"
+            raise OutputError(
+                f"{run_dir}: cannot resume: {why}, but summary.json says {done} epochs were done; "
+                f"starting over would replace its {WEIGHTS_FILE} (best epoch "
+                f"{summary.get('best_epoch')}). Export or copy it, then train into a new --out"
+            )
+        return 0, notes
+    if notes:
+        notes.append(f"resumed from the older checkpoint ckpt-{restored}")
+    best = summary.get("best_val_psnr") if summary else None
+    if (isinstance(best, int | float) and best > float(trainer.value("best_psnr"))
+            and storage.exists(storage.join(run_dir, WEIGHTS_FILE))):
+        trainer.state["best_psnr"].assign(float(best))
+        trainer.state["best_ssim"].assign(float(summary.get("best_val_ssim") or 0.0))
+        trainer.state["best_epoch"].assign(int(summary.get("best_epoch") or 0))
+    return int(trainer.value("epoch")), notes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lpie_data.errors import DataError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model.data import (
     augment_pair,
@@ -44,13 +44,13 @@ def produce_ramps(item: WorkItem) -> Iterator[Example]:
 
 
 def write_dataset(out: Path, *, train: int = 6, val: int = 3, constant: float | None = None,
-                  size: tuple[int, int] = (H, W)) -> str:
+                  size: tuple[int, int] = (H, W), value_space: str = "srgb") -> str:
     """A real lpie dataset (shards + manifest) with splits train and validation."""
     items = [WorkItem("t", "train", (train, constant, *size))]
     if val:
         items.append(WorkItem("v", "validation", (val, constant, *size)))
     run_job(str(out), "ramps", "test", {"constant": constant, "size": list(size)}, items,
-            produce_ramps, jobs=1)
+            produce_ramps, JobOptions(jobs=1), extra_manifest={"value_space": value_space})
     return str(out)
 
 

@@ -1,5 +1,7 @@
 """`lpie-model enhance` and the tiled runner: sizes, bit depths, formats, seams, errors."""
 
+import struct
+import zlib
 from pathlib import Path
 
 import keras
@@ -205,16 +207,20 @@ def test_bad_images_skipped_others_written(tmp_path, conv_keras):
     write_png(good, _photo(rng, 40, 50, np.uint8))
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    grey = tmp_path / "grey.png"
-    Image.fromarray(_photo(rng, 30, 30, np.uint8)[..., 0]).save(grey)
+    huge = tmp_path / "huge.png"  # a header claiming 60000 x 60000 (decompression bomb)
+    data = bytearray(good.read_bytes())
+    data[16:24] = struct.pack(">II", 60000, 60000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    huge.write_bytes(bytes(data))
     missing = tmp_path / "missing.jpg"
     out = tmp_path / "out"
-    args = ["enhance", str(conv_keras), str(corrupt), str(good), str(grey), str(missing),
+    args = ["enhance", str(conv_keras), str(corrupt), str(huge), str(good), str(missing),
             "--out", str(out)]
     result = cli.invoke(app, args)
     assert result.exit_code == 1
-    for bad in ("broken.png", "grey.png", "missing.jpg"):
+    for bad in ("broken.png", "huge.png", "missing.jpg"):
         assert bad in result.output
+    assert "huge.png: header claims 60000 x 60000 pixels" in result.output.replace("\n", "")
     assert (out / "good.png").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]
 
@@ -252,3 +258,109 @@ def test_help_ends_with_an_example(command):
     result = cli.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert f"Example: lpie-model {command}" in result.output
+
+
+# --------------------------------------------------------------------------- value spaces
+
+
+def _chain(model_fn, srgb: np.ndarray) -> np.ndarray:
+    """The explicit chain, step by step: sRGB -> linear -> Reinhard -> model -> linear -> sRGB."""
+    from lpie_data.valuespace import linear_to_srgb, reinhard, reinhard_inverse, srgb_to_linear
+
+    x = reinhard(srgb_to_linear(srgb))
+    y = np.clip(model_fn(x), 0.0, 1.0)
+    return linear_to_srgb(reinhard_inverse(y))
+
+
+@pytest.fixture(scope="module")
+def reinhard_run(tmp_path_factory) -> Path:
+    """A run folder of a tiny random LPIENet trained (so its model.json says) in Reinhard space."""
+    run = tmp_path_factory.mktemp("reinhard-run")
+    keras.utils.set_random_seed(8)
+    build_lpienet(widths=WIDTHS).save_weights(run / WEIGHTS_FILE)
+    save_config(run, value_space="reinhard", widths=WIDTHS)
+    return run
+
+
+def test_enhance_maps_srgb_photos_through_the_models_value_space(tmp_path, reinhard_run):
+    """Done-when of issue 11: enhance == the explicit chain within 16-bit rounding, for the Keras
+    run and for its .tflite export (whose metadata carries the value space)."""
+    from lpie_model.export import export_tflite
+
+    rng = np.random.default_rng(11)
+    photo = _photo(rng, 45, 61, np.uint16)
+    src = tmp_path / "photo.png"
+    write_png(src, photo)
+    model = load_model(reinhard_run)
+    assert model.lpie_value_space == "reinhard"
+    want = _chain(lambda x: model(x[None]).numpy()[0], photo.astype(np.float32) / 65535)
+
+    out = tmp_path / "keras"
+    result = cli.invoke(app, ["enhance", str(reinhard_run), str(src), "--out", str(out),
+                              "--compare"])
+    assert result.exit_code == 0, result.output
+    assert "model value space: reinhard" in result.output
+    got = read_image(out / "photo.png")
+    assert got.dtype == np.uint16
+    assert np.abs(got.astype(np.int64) - np.rint(want * 65535)).max() <= 1
+    # Feeding sRGB straight in (the old behaviour) is far from it.
+    straight = np.clip(model(photo[None].astype(np.float32) / 65535).numpy()[0], 0, 1)
+    assert np.abs(straight - want).max() > 0.05
+    # The compare image shows sRGB: the input photo unchanged, then the result.
+    compare = read_image(out / "photo_compare.png")
+    np.testing.assert_array_equal(compare[:, :61], photo)
+    np.testing.assert_array_equal(compare[:, 61:], got)
+
+    tflite = tmp_path / "m.tflite"
+    export_tflite(model, tflite, parity_images=[("p", photo.astype(np.float32) / 65535)])
+    lite = LiteRTRunner(tflite)
+    assert lite.value_space == "reinhard"
+    got_lite = restore(lite, photo, EnhanceOptions(tile=0))
+    assert np.abs(got_lite.astype(np.int64) - np.rint(want * 65535)).max() <= 1
+
+
+def test_linear_npy_inputs_and_the_input_space_override(tmp_path, reinhard_run):
+    from lpie_data.valuespace import reinhard, reinhard_inverse
+
+    model = load_model(reinhard_run)
+    rng = np.random.default_rng(12)
+    hdr = (rng.random((30, 34, 3)) * 4).astype(np.float32)  # linear light, up to 4
+    src = tmp_path / "in"
+    src.mkdir()
+    np.save(src / "hdr.npy", hdr)
+    out = tmp_path / "out"
+    result = cli.invoke(app, ["enhance", str(reinhard_run), str(src), "--out", str(out),
+                              "--compare"])
+    assert result.exit_code == 0, result.output
+    got = np.load(out / "hdr.npy")
+    want = reinhard_inverse(np.clip(model(reinhard(hdr)[None]).numpy()[0], 0, 1))
+    assert got.dtype == np.float32 and got.max() > 1.0  # still linear HDR
+    # (compared in the Reinhard domain: near 1 its inverse magnifies float rounding)
+    np.testing.assert_allclose(reinhard(got), reinhard(want), atol=2e-6)
+    assert read_image(out / "hdr_compare.png").dtype == np.uint16
+
+    # Inputs already in the model's space: --input-space reinhard feeds them unchanged.
+    mapped = src / "mapped.npy"
+    np.save(mapped, reinhard(hdr))
+    result = cli.invoke(app, ["enhance", str(reinhard_run), str(mapped), "--out",
+                              str(tmp_path / "o2"), "--input-space", "reinhard"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "o2" / "mapped.npy"),
+                               np.clip(model(reinhard(hdr)[None]).numpy()[0], 0, 1), atol=1e-6)
+    bad = cli.invoke(app, ["enhance", str(reinhard_run), str(mapped), "--out",
+                           str(tmp_path / "o3"), "--input-space", "hdr"])
+    assert bad.exit_code != 0 and "valid: linear, reinhard, srgb" in " ".join(bad.output.split())
+
+
+def test_a_model_without_a_value_space_is_fed_stored_values_with_a_note(tmp_path, run_dir,
+                                                                       runner):
+    rng = np.random.default_rng(13)
+    photo = _photo(rng, 20, 24, np.uint8)
+    write_png(tmp_path / "p.png", photo)
+    result = cli.invoke(app, ["enhance", str(run_dir), str(tmp_path / "p.png"), "--out",
+                              str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "records no value space" in " ".join(result.output.split())
+    want = np.clip(runner.run(photo.astype(np.float32) / 255), 0, 1)
+    np.testing.assert_array_equal(read_image(tmp_path / "out" / "p.png"),
+                                  np.rint(want * 255).astype(np.uint8))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet, load_model, metrics
 from lpie_model.cli import app
@@ -63,7 +63,7 @@ def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny"
     items = [WorkItem(key, "val", None) for key in sorted(NOISE)]
     items.append(WorkItem("udc", "tonemapped", None))
-    run_job(str(out), "tiny", "test", {}, items, produce, jobs=1)
+    run_job(str(out), "tiny", "test", {}, items, produce, JobOptions(jobs=1))
     return out
 
 
@@ -158,3 +158,65 @@ def test_lpienet_run_and_its_tflite_export_agree(tmp_path, dataset):
         assert a["psnr_output"] == pytest.approx(b.psnr_output, abs=1e-3)
         assert a["ssim_output"] == pytest.approx(b.ssim_output, abs=1e-5)
         assert a["psnr_output"] != pytest.approx(a["psnr_input"], abs=1e-2)  # the net did act
+
+
+# --------------------------------------------------------------------------- value spaces
+
+
+def _spaced_dataset(out: Path, space: str) -> Path:
+    def produce_one(item: WorkItem):
+        degraded, target = make_tonemapped_pair() if space == "reinhard" else make_pair("a")
+        yield Example(item.key, degraded, target, {"source": item.key, "box": [0, 0, H, W]})
+
+    run_job(str(out), "tiny", "test", {}, [WorkItem("p", "val", None)], produce_one,
+            JobOptions(jobs=1), extra_manifest={"value_space": space})
+    return out
+
+
+def test_scores_in_srgb_on_request(tmp_path, bias_model):
+    """--space srgb maps output, input and target from the dataset's space (here Reinhard) into
+    sRGB before scoring; the default stays the stored domain."""
+    from lpie_data.valuespace import linear_to_srgb, reinhard_inverse
+
+    data = _spaced_dataset(tmp_path / "reinhard", "reinhard")
+    degraded, target = (a.astype(np.float32) for a in make_tonemapped_pair())
+
+    def srgb(y: np.ndarray) -> np.ndarray:
+        return linear_to_srgb(reinhard_inverse(y))
+
+    json_path = tmp_path / "s.json"
+    result = cli.invoke(app, ["evaluate", str(bias_model), "--data", str(data), "--split", "val",
+                              "--space", "srgb", "--json", str(json_path)])
+    assert result.exit_code == 0, result.output
+    assert "scored in srgb values" in result.output
+    assert "records no value space" in " ".join(result.output.split())  # the .keras model
+    report = json.loads(json_path.read_text())
+    assert report["space"] == "srgb"
+    want_in = metrics.psnr(srgb(degraded), srgb(target))
+    want_out = metrics.psnr(srgb(np.clip(degraded + BIAS, 0, 1)), srgb(target))
+    assert report["mean"]["psnr_input"] == pytest.approx(want_in, abs=1e-3)
+    assert report["mean"]["psnr_output"] == pytest.approx(want_out, abs=1e-3)
+    assert want_in != pytest.approx(20 * math.log10(256), abs=0.1)  # not the stored score
+    stored = evaluate(KerasRunner(load_model(bias_model)), data, "val")
+    assert stored.images[0].psnr_input == pytest.approx(20 * math.log10(256), abs=1e-9)
+    bad = cli.invoke(app, ["evaluate", str(bias_model), "--data", str(data), "--split", "val",
+                           "--space", "hdr"])
+    assert bad.exit_code == 1 and "valid: stored, linear, reinhard, srgb" in bad.output
+
+
+def test_a_model_gets_its_inputs_in_its_own_value_space(tmp_path):
+    """A Reinhard-space model scored on an sRGB dataset: inputs mapped in, output mapped back."""
+    from lpie_data.valuespace import convert
+
+    data = _spaced_dataset(tmp_path / "srgb", "srgb")
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.utils.set_random_seed(6)
+    build_lpienet(widths=[4, 8, 4]).save_weights(run / WEIGHTS_FILE)
+    save_config(run, value_space="reinhard", widths=[4, 8, 4])
+    model = load_model(run)
+    (score,) = evaluate(KerasRunner(model), data, "val").images
+    degraded, target = (a.astype(np.float32) / 255 for a in make_pair("a"))
+    out = model(convert(degraded, "srgb", "reinhard")[None]).numpy()[0]
+    want = convert(np.clip(out, 0, 1), "reinhard", "srgb")
+    assert score.psnr_output == pytest.approx(metrics.psnr(want, target), abs=1e-3)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
@@ -204,7 +204,7 @@ def dataset(tmp_path_factory):
         WorkItem(f"{name}-{i}", "train", {"photo": name, "at": [60 * i, 90 * i]})
         for i, name in enumerate(["astronaut", "coffee", "chelsea"])
     ]
-    run_job(str(out), "photos", "test", {}, items, _produce, jobs=1)
+    run_job(str(out), "photos", "test", {}, items, _produce, JobOptions(jobs=1))
     return out
 
 
@@ -241,3 +241,56 @@ def test_cli_export_int8_with_dataset(model, dataset, tmp_path):
 def _ramp(h: int, w: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     return np.stack([x / w, y / h, (x + y) / (h + w)], axis=-1)
+
+
+def test_the_tflite_carries_its_value_space_as_metadata(tmp_path):
+    """The value space lives in the flatbuffer's Model.metadata ("lpie" -> JSON), next to the
+    converter's own entries; the LiteRT interpreter still loads and runs the file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    keras.utils.set_random_seed(1)
+    small = build_lpienet(widths=[4, 8, 4])
+    small.lpie_value_space = "reinhard"
+    out = tmp_path / "m.tflite"
+    report = ex.export_tflite(small, out, parity_images=[("ramp", _ramp(24, 32))])
+    content = out.read_bytes()
+    info = ex.read_metadata(out)
+    assert info["value_space"] == "reinhard" and "reinhard" in info["input"]
+    assert info["build"]["widths"] == [4, 8, 4] and info["lpie_version"]
+    assert report["value_space"] == "reinhard"
+    assert json.loads(out.with_suffix(".json").read_text())["metadata"] == info
+    # Anyone with the schema reads it: the raw flatbuffer API, no lpie code.
+    root = schema.Model.GetRootAs(content, 0)
+    names = {root.Metadata(i).Name().decode(): root.Metadata(i).Buffer()
+             for i in range(root.MetadataLength())}
+    assert "min_runtime_version" in names  # the converter's own entry is kept
+    raw = bytes(root.Buffers(names["lpie"]).DataAsNumpy())
+    assert json.loads(raw)["value_space"] == "reinhard"
+    # The interpreter runs it and matches Keras; the op list is still builtin only.
+    assert report["parity"]["passed"]
+    x = _ramp(21, 30)
+    np.testing.assert_allclose(ex.TFLiteRunner(out)(x), small(x[None]).numpy()[0], atol=1e-4)
+    assert ex.op_names(content) == ex.check_builtin_ops(content)
+    # Writing it again replaces the entry instead of adding a second one.
+    again = ex.add_metadata(content, {**info, "value_space": "srgb"})
+    assert ex.read_metadata(again)["value_space"] == "srgb"
+    root = schema.Model.GetRootAs(again, 0)
+    assert [root.Metadata(i).Name() for i in range(root.MetadataLength())].count(b"lpie") == 1
+    # A model without a recorded space says so (null), and a plain conversion has no entry.
+    assert ex.model_metadata(build_lpienet(widths=[4, 8, 4]), "fp32", "float")["value_space"] \
+        is None
+    assert ex.read_metadata(ex.convert(small)) is None
+
+
+def test_cli_export_of_a_run_writes_its_value_space(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.utils.set_random_seed(2)
+    build_lpienet(widths=[4, 8, 4]).save_weights(run / "best.weights.h5")
+    save_config(run, value_space="reinhard", widths=[4, 8, 4])
+    out = tmp_path / "r.tflite"
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(out), "--size", "32x32"])
+    assert result.exit_code == 0, result.output
+    assert "value space reinhard" in result.output
+    assert ex.read_metadata(out)["value_space"] == "reinhard"
+    assert json.loads(out.with_suffix(".json").read_text())["value_space"] == "reinhard"

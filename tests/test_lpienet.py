@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -83,9 +84,9 @@ def test_load_model_layouts(base, tmp_path):
     np.testing.assert_array_equal(loaded(x).numpy(), want)
     assert loaded.lpie_config["variant"] == "base"
 
-    bare = tmp_path / "bare.weights.h5"  # no model.json next to it: base defaults
+    bare = tmp_path / "bare.weights.h5"  # no model.json next to it: the architecture is given
     base.save_weights(bare)
-    np.testing.assert_array_equal(load_model(bare)(x).numpy(), want)
+    np.testing.assert_array_equal(load_model(bare, build={"variant": "base"})(x).numpy(), want)
 
     keras_file = tmp_path / "m.keras"
     base.save(keras_file)
@@ -105,3 +106,31 @@ def test_load_model_errors(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"variant": "large"}))
     with pytest.raises(DataError, match="weights"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("options", [{"activation": "relu"}, {"irb_second_input": "y"}])
+def test_weights_without_their_model_json_are_refused(tmp_path, options):
+    """ReLU / "y" weights fit the default network's shapes: loading them bare would be wrong."""
+    keras.utils.set_random_seed(5)
+    model = build_lpienet(widths=[4, 8, 4], **options)
+    weights = tmp_path / "w.weights.h5"
+    model.save_weights(weights)
+    with pytest.raises(DataError, match=r"w.weights.h5: no model.json next to these weights"):
+        load_model(weights)
+    x = np.random.default_rng(0).random((1, 12, 16, 3), dtype=np.float32)
+    given = load_model(weights, build={"widths": [4, 8, 4], **options})
+    np.testing.assert_array_equal(given(x).numpy(), model(x).numpy())
+    assert given.lpie_value_space is None
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (30, 13), (3, 6)])
+def test_in_model_padding_reflects_like_the_runner(base, hw):
+    """An odd-sized input gives the output of its reflect-padded version, cropped back."""
+    rng = np.random.default_rng(7)
+    x = rng.random((1, *hw, 3), dtype=np.float32)
+    h, w = (-(-n // 4) * 4 for n in hw)
+    padded = np.pad(x, ((0, 0), (0, h - hw[0]), (0, w - hw[1]), (0, 0)), mode="reflect")
+    want = base(padded).numpy()[:, : hw[0], : hw[1]]
+    np.testing.assert_allclose(base(x).numpy(), want, atol=2e-6)
+    fixed = rebuild_for_shape(base, *hw)
+    np.testing.assert_allclose(fixed(x).numpy(), want, atol=2e-6)

@@ -190,3 +190,78 @@ def test_psf_cli_simulate_and_show(tmp_path):
 def test_help_ends_with_an_example(command):
     r = runner.invoke(app, [*command, "--help"])
     assert r.exit_code == 0 and "Example: lpie-data" in r.output
+
+
+# --- off-centre PSFs --------------------------------------------------------------------------
+
+
+def off_centre_psf(dy: int = 3, dx: int = -2) -> np.ndarray:
+    return np.roll(gaussian_psf(21, 1.5), (dy, dx), axis=(0, 1))
+
+
+def test_centred_psfs_get_no_warning():
+    assert make_psf(gaussian_psf(), "g").warning is None
+    even = np.zeros((8, 8), np.float32)
+    even[3:5, 3:5] = 1.0  # centroid half a pixel from (4, 4): within 1 px
+    assert make_psf(even, "e").warning is None
+
+
+def test_off_centre_psf_is_warned_naming_the_file_and_offset(tmp_path):
+    path = tmp_path / "shifted.npy"
+    np.save(path, off_centre_psf())
+    psf = load_psf(path)
+    assert psf.warning is not None
+    assert str(path) in psf.warning
+    assert "peak at (+3, -2) px" in psf.warning and "centroid at (+3.0, -2.0) px" in psf.warning
+    assert "psf_recentre" in psf.warning
+    assert np.array_equal(psf.kernel, make_psf(off_centre_psf(), "x").kernel)  # kept as is
+
+
+def test_recentre_puts_the_centroid_on_the_centre_without_losing_light(tmp_path):
+    from lpie_data.synth.psf import centre_offsets
+
+    path = tmp_path / "shifted.npy"
+    np.save(path, off_centre_psf())
+    psf = load_psf(path, recentre=True)
+    assert psf.warning is None and "recentred" in psf.note and str(path) in psf.note
+    peak, centroid = centre_offsets(psf.kernel)
+    assert peak == (0, 0) and np.hypot(*centroid) < 0.5
+    np.testing.assert_allclose(psf.kernel.sum(axis=(0, 1)), 1.0, rtol=1e-5)
+    h, w = psf.kernel.shape[:2]
+    c = psf.kernel[h // 2 - 10 : h // 2 + 11, w // 2 - 10 : w // 2 + 11]
+    np.testing.assert_allclose(c, make_psf(gaussian_psf(21, 1.5), "g").kernel, atol=1e-6)
+
+
+def test_synth_reports_an_off_centre_psf_and_recentres_on_request(tmp_path):
+    from lpie_data.synth import SynthConfig
+    from lpie_data.synth.pipeline import plan
+
+    path = tmp_path / "shifted.npy"
+    np.save(path, off_centre_psf())
+    _, _, notes, _ = plan(SynthConfig(), [], [path])
+    assert any(str(path) in n and "off centre" in n for n in notes)
+    _, _, notes, loaded = plan(SynthConfig(psf_recentre=True), [], [path])
+    assert not any("off centre" in n for n in notes) and any("recentred" in n for n in notes)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[synth]\ncrop = 32\npairs_per_image = 1\n")
+    r = runner.invoke(app, ["synth", "--psf", str(path), "--config", str(cfg), "--jobs", "1",
+                            "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "PSF off centre: peak at (+3, -2) px" in text and "shifted.npy" in text
+    cfg.write_text("[synth]\ncrop = 32\npairs_per_image = 1\npsf_recentre = true\n")
+    r = runner.invoke(app, ["synth", "--psf", str(path), "--config", str(cfg), "--jobs", "1",
+                            "--out", str(tmp_path / "out2")])
+    assert r.exit_code == 0, r.output
+    assert "recentred" in r.output and "off centre" not in r.output
+
+
+def test_psf_show_warns_and_can_recentre(tmp_path):
+    path = tmp_path / "shifted.npy"
+    np.save(path, off_centre_psf())
+    r = runner.invoke(app, ["psf", "show", str(path), "--out", str(tmp_path / "a.png")])
+    assert r.exit_code == 0, r.output
+    assert "off centre" in " ".join(r.stderr.split())
+    r = runner.invoke(app, ["psf", "show", str(path), "--recentre", "--out",
+                            str(tmp_path / "b.png")])
+    assert r.exit_code == 0 and "recentred" in r.output and "off centre" not in r.stderr

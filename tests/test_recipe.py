@@ -118,8 +118,7 @@ def test_unknown_keys_and_wrong_types_are_refused(data: dict, fragment: str) -> 
         ({"model": {"activation": "gelu"}, **ONE_DATASET}, "activation"),
         ({"synth": {"crop": 48}, "data": {"crop_schedule": [[1, 64]]}},
          "larger than the synthesised pairs"),
-        ({"synth": {"crop": 64}, "data": {"crop_schedule": [[1, 32]]},
-          "train": {"strategy": "multiworker"}}, "multiworker"),
+        ({"train": {"join_timeout": 0}, **ONE_DATASET}, "join_timeout: must be > 0"),
     ],
 )
 def test_bad_values_are_refused(data: dict, fragment: str) -> None:

@@ -107,3 +107,21 @@ def test_reflect_indices_and_windows():
     np.testing.assert_array_equal(inside, src[:, 1:3, 1:3])
     outside = take_window(src, -2, -1, 7, 6)
     np.testing.assert_array_equal(outside, np.pad(src, ((0, 0), (2, 2), (1, 1)), "symmetric"))
+
+
+def test_fill_window_matches_take_window_and_zero_pads():
+    from lpie_data.synth.blur import fill_window, take_window
+
+    rng = np.random.default_rng(3)
+    source = rng.random((3, 9, 13), dtype=np.float32)
+    for top, left, height, width in [(0, 0, 9, 13), (-4, -6, 20, 30), (5, 10, 12, 3),
+                                     (-30, 2, 70, 5), (8, 12, 1, 1)]:
+        out = np.full((3, height + 2, width + 3), np.nan, np.float32)
+        fill_window(out, source, top, left, height, width)
+        assert np.array_equal(out[:, :height, :width],
+                              take_window(source, top, left, height, width))
+        assert not out[:, height:].any() and not out[:, :, width:].any()
+    # symmetric reflection: the edge pixel repeats
+    out = np.empty((3, 1, 4), np.float32)
+    fill_window(out, source, 0, -2, 1, 4)
+    assert np.array_equal(out[0, 0], source[0, 0, [1, 0, 0, 1]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -14,7 +15,7 @@ from lpie_data.tomlconfig import to_dict
 def test_defaults_and_ranges():
     c = SynthConfig()
     assert c.crop == 400 and c.tone_map == "reinhard" and c.noise == "unprocessing"
-    assert c.exposure == (1.0, 4.0) and c.x_max == (1.0, 1.0) and c.beta1[0] == c.beta1[1]
+    assert c.exposure == (1.0, 2.0) and c.x_max == (1.0, 1.0) and c.beta1[0] == c.beta1[1]
     c = synth_config_from_dict({"exposure": [1, 8], "x_max": 500, "beta1": [0, 0.01],
                                 "beta2": 0, "psf_rotation": 2, "crop": 256})
     assert c.exposure == (1.0, 8.0) and c.x_max == (500.0, 500.0)
@@ -74,3 +75,20 @@ def test_toml_file(tmp_path):
     (tmp_path / "broken.toml").write_text("crop = = 3")
     with pytest.raises(ConfigError, match="broken.toml"):
         synth_config_from_toml(tmp_path / "broken.toml")
+
+
+@pytest.mark.parametrize("key", ["x_max", "exposure", "beta1"])
+def test_a_range_with_an_infinite_end_is_refused(key, tmp_path):
+    with pytest.raises(ConfigError, match=rf"{key}: the range \[1, inf\] has an infinite end"):
+        synth_config_from_dict({key: [1.0, float("inf")]})
+    path = tmp_path / "s.toml"
+    path.write_text(f"[synth]\n{key} = [0.5, inf]\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: synth: {key}: the range"):
+        synth_config_from_toml(path)
+
+
+def test_a_fixed_infinite_x_max_still_means_no_clipping():
+    c = synth_config_from_dict({"x_max": float("inf")})
+    assert c.x_max == (math.inf, math.inf)
+    c = synth_config_from_dict({"x_max": [float("inf"), float("inf")]})
+    assert math.isinf(c.x_max[0])

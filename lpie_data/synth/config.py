@@ -34,6 +34,11 @@ def _as_range(value: Any, key: str) -> tuple[float, float]:
         raise ConfigError(f"{key}: NaN is not allowed")
     if lo > hi:
         raise ConfigError(f"{key}: inverted range [{lo:g}, {hi:g}] (min must be <= max)")
+    if lo != hi and (math.isinf(lo) or math.isinf(hi)):
+        raise ConfigError(
+            f"{key}: the range [{lo:g}, {hi:g}] has an infinite end, and no value can be drawn "
+            f"uniformly from it; give two finite ends (for x_max, inf alone means no clipping)"
+        )
     return lo, hi
 
 
@@ -44,18 +49,22 @@ class SynthConfig:
     crop: side of the square crops in pixels (smaller sources give smaller crops).
     pairs_per_image: crops drawn from each source image.
     exposure: gain on the linear source before blur ([min, max], uniform), > 0.
-    noise: ``none`` | ``fixed`` | ``unprocessing`` | ``sidd``.
+    noise: ``none`` | ``fixed`` | ``unprocessing`` | ``sidd`` | ``calibrated``.
     beta1, beta2: shot / read variance for ``noise = "fixed"`` (number or [min, max]), >= 0.
     poisson: exact Poisson-Gaussian noise instead of the Gaussian approximation.
     x_max: clip level of C (number, ``inf`` for none, or [min, max]), > 0.
     tone_map: ``reinhard`` | ``srgb`` | ``none``.
     psf_rotation: maximum random PSF rotation in degrees (uniform in [-r, r]); 0 = off.
     source_space: how photo folders are read: ``srgb`` (linearised) or ``linear``.
+    psf_recentre: pad PSF files whose peak or centroid is off the array centre so that the
+    centroid is centred (default: warn, keep the file as it is).
+    noise_file: for ``noise = "calibrated"``, the ``noise.json`` of ``lpie-data calibrate
+    noise`` (a path relative to the current folder or absolute); one group drawn per pair.
     """
 
     crop: int = 400
     pairs_per_image: int = 4
-    exposure: Range = (1.0, 4.0)
+    exposure: Range = (1.0, 2.0)
     noise: str = "unprocessing"
     beta1: Range = 1e-3
     beta2: Range = 1e-5
@@ -64,6 +73,8 @@ class SynthConfig:
     tone_map: str = "reinhard"
     psf_rotation: float = 0.0
     source_space: str = "srgb"
+    psf_recentre: bool = False
+    noise_file: str = ""
 
     def __post_init__(self) -> None:
         for name in ("exposure", "beta1", "beta2", "x_max"):
@@ -83,6 +94,11 @@ class SynthConfig:
         if self.noise not in NOISE_SAMPLERS:
             raise ConfigError(
                 f"noise: unknown noise model {self.noise!r}; valid: {', '.join(NOISE_SAMPLERS)}"
+            )
+        if self.noise == "calibrated" and not self.noise_file:
+            raise ConfigError(
+                'noise_file: noise = "calibrated" needs noise_file = "noise.json" '
+                "(made by lpie-data calibrate noise)"
             )
         if self.tone_map not in TONE_MAPS:
             raise ConfigError(

@@ -7,8 +7,9 @@ Poisson-Gaussian form ``beta1 * Poisson(v / beta1) + N(0, beta2)`` with the same
 variance.
 
 Parameter samplers (``NOISE_SAMPLERS``) draw ``NoiseParams`` from an explicit generator:
-``none``, ``fixed`` (config values or uniform ranges), ``unprocessing`` (Brooks et al. 2019)
-and ``sidd`` (noise-level functions of the SIDD phones).
+``none``, ``fixed`` (config values or uniform ranges), ``unprocessing`` (Brooks et al. 2019),
+``sidd`` (noise-level functions of the SIDD phones) and ``calibrated`` (the groups of a
+``noise.json`` made by ``lpie-data calibrate noise``, one drawn per pair, per-channel values).
 """
 
 from __future__ import annotations
@@ -28,22 +29,31 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class NoiseParams:
-    """Noise of one pair: variance ``beta1 * v + beta2``; ``extra`` goes to the record meta."""
+    """Noise of one pair: variance ``beta1 * v + beta2``; ``extra`` goes to the record meta.
+
+    channels: optional per-channel (beta1 (R, G, B), beta2 (R, G, B)), used instead of
+    beta1 / beta2 by :func:`apply_noise` when set (calibrated noise).
+    """
 
     beta1: float = 0.0
     beta2: float = 0.0
     poisson: bool = False
     model: str = "none"
     extra: tuple[tuple[str, Any], ...] = ()
+    channels: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def as_meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             "noise": self.model,
             "beta1": self.beta1,
             "beta2": self.beta2,
             "poisson": self.poisson,
             **dict(self.extra),
         }
+        if self.channels is not None:
+            meta["beta1_rgb"] = list(self.channels[0])
+            meta["beta2_rgb"] = list(self.channels[1])
+        return meta
 
 
 # SIDD noise-level functions (DNG NoiseProfile, variance = b1 * y + b2), per phone and ISO.
@@ -99,11 +109,42 @@ def sample_sidd(rng: np.random.Generator, config: SynthConfig) -> NoiseParams:
     return NoiseParams(b1, b2, config.poisson, "sidd", (("phone", phone), ("iso", iso)))
 
 
+_NOISE_FILES: dict[tuple[str, float], Any] = {}
+
+
+def load_noise_file(path: str) -> Any:
+    """The :class:`lpie_data.calibrate.noise.NoiseModel` of a ``noise.json``, read once per
+    process (and again when the file changes); DataError naming the file when it is bad."""
+    import os
+
+    from lpie_data.calibrate.noise import read_noise_file
+
+    try:
+        key = (os.path.abspath(path), os.path.getmtime(path))
+    except OSError:
+        key = (os.path.abspath(path), -1.0)
+    if key not in _NOISE_FILES:
+        _NOISE_FILES[key] = read_noise_file(path)
+    return _NOISE_FILES[key]
+
+
+def sample_calibrated(rng: np.random.Generator, config: SynthConfig) -> NoiseParams:
+    """One group of ``config.noise_file`` (written by ``lpie-data calibrate noise``), drawn
+    uniformly; its per-channel beta1 / beta2 are used, the group is recorded in the meta."""
+    model = load_noise_file(config.noise_file)
+    group, b1, b2, c1, c2 = model.groups[int(rng.integers(len(model.groups)))]
+    return NoiseParams(
+        b1, b2, config.poisson, "calibrated",
+        (("noise_group", group), ("noise_file", config.noise_file)), (tuple(c1), tuple(c2)),
+    )
+
+
 NOISE_SAMPLERS: dict[str, Callable[[np.random.Generator, Any], NoiseParams]] = {
     "none": sample_none,
     "fixed": sample_fixed,
     "unprocessing": sample_unprocessing,
     "sidd": sample_sidd,
+    "calibrated": sample_calibrated,
 }
 
 
@@ -125,6 +166,8 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator) ->
     The result is not clipped (that is C's job).
     """
     v = np.asarray(v, dtype=np.float32)
+    if params.channels is not None:
+        return _apply_channel_noise(v, params, rng)
     if params.beta1 <= 0.0 and params.beta2 <= 0.0:
         return v.copy()
     if params.poisson and params.beta1 > 0.0:
@@ -140,6 +183,26 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator) ->
     sigma *= np.float32(params.beta1)
     sigma += np.float32(params.beta2)
     np.sqrt(sigma, out=sigma)
+    out = rng.standard_normal(v.shape, dtype=np.float32)
+    out *= sigma
+    out += v
+    return out
+
+
+def _apply_channel_noise(
+    v: np.ndarray, params: NoiseParams, rng: np.random.Generator
+) -> np.ndarray:
+    """:func:`apply_noise` with per-channel beta1 / beta2 (last axis, 3) of ``params.channels``."""
+    b1 = np.asarray(params.channels[0], dtype=np.float32)  # type: ignore[index]
+    b2 = np.asarray(params.channels[1], dtype=np.float32)  # type: ignore[index]
+    signal = np.maximum(v, np.float32(0.0))
+    if params.poisson and np.any(b1 > 0):
+        safe = np.where(b1 > 0, b1, np.float32(1.0))
+        shot = rng.poisson(signal / safe).astype(np.float32) * safe
+        out = np.where(b1 > 0, shot, v).astype(np.float32)
+        out += rng.standard_normal(v.shape, dtype=np.float32) * np.sqrt(b2)
+        return out
+    sigma = np.sqrt(signal * b1 + b2)
     out = rng.standard_normal(v.shape, dtype=np.float32)
     out *= sigma
     out += v

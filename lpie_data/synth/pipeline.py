@@ -7,9 +7,8 @@ Pairs are written with :func:`lpie_data.jobs.run_job`, one work item per source 
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import JobSummary, WorkItem, run_job
+from lpie_data.items import WorkItem
+from lpie_data.jobs import JobOptions, JobSummary, run_job
+from lpie_data.jsonfile import json_safe
 from lpie_data.records import Example
-from lpie_data.shards import DEFAULT_SHARD_BYTES
 from lpie_data.synth.blur import blur_crop, to_channels_first
 from lpie_data.synth.config import SynthConfig
 from lpie_data.synth.noise import apply_noise
@@ -29,6 +29,7 @@ from lpie_data.synth.sampling import PairParams, assign_splits, draw_pair_params
 from lpie_data.synth.sources import SourceImage, find_sources, load_source
 from lpie_data.synth.tonemap import encode_for_storage, get_tone_map
 from lpie_data.tomlconfig import to_dict
+from lpie_data.valuespace import TONE_MAP_SPACES
 
 DATASET_NAME = "synth"
 COMMAND = "synth"
@@ -48,6 +49,37 @@ def degrade(
     noisy = apply_noise(blurred, params.noise, rng)
     np.clip(noisy, 0.0, np.float32(params.x_max), out=noisy)
     return gamma(noisy), gamma(clean)
+
+
+def clipped_fraction(inp: np.ndarray, x_max: float, tone_map: str) -> float:
+    """Share of the pixels of a tone-mapped input ``gamma(C(x * k + n))`` that reached the
+    clip level: a channel at or above ``gamma(x_max)`` (for ``srgb``, whose curve saturates
+    at 1, that is linear ``min(x_max, 1)``). 0 when nothing can clip (``x_max = inf``)."""
+    with np.errstate(invalid="ignore"):
+        level = get_tone_map(tone_map)(np.full((1, 1, 1), x_max, np.float32))[0, 0, 0]
+    if not np.isfinite(level) or inp.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.any(inp >= level, axis=2))) / (inp.shape[0] * inp.shape[1])
+
+
+def mean_clipped(path: str) -> float | None:
+    """Mean ``clipped`` of every pair of a synth dataset (read from the record meta only);
+    None when its pairs do not record it (made by an older lpie)."""
+    from lpie_data import storage
+    from lpie_data.records import record_meta, record_offsets
+    from lpie_data.shards import read_manifest
+
+    values = []
+    for entry in read_manifest(path)["splits"].values():
+        for shard in entry["shards"]:
+            shard_path = storage.join(path, shard["file"])
+            with storage.open_file(shard_path, "rb") as f:
+                for offset, _ in record_offsets(f, shard_path):
+                    value = record_meta(f, offset, shard_path).get("clipped")
+                    if value is None:
+                        return None
+                    values.append(float(value))
+    return sum(values) / len(values) if values else None
 
 
 def synthesize_pair(
@@ -77,11 +109,13 @@ def synthesize_pair(
 @dataclass(frozen=True)
 class PsfRef:
     """How a worker finds a PSF: a file path, or ``builtin`` for the simulated one; ``digest``
-    is the content the main process validated (a changed file is refused)."""
+    is the content the main process validated (a changed file is refused); ``recentre``: as
+    loaded with ``psf_recentre``."""
 
     id: str
     path: str
     digest: str = ""
+    recentre: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +136,8 @@ def resolve_psf(ref: PsfRef) -> Psf:
     """The PSF behind ``ref``, loaded once per process."""
     key = (ref.id, ref.path, ref.digest)
     if key not in _PSFS:
-        psf = builtin_psf() if ref.path == "builtin" else load_psf(ref.path, ref.id)
+        psf = (builtin_psf() if ref.path == "builtin"
+               else load_psf(ref.path, ref.id, recentre=ref.recentre))
         if ref.digest and psf.digest != ref.digest:
             raise DataError(f"{ref.path}: PSF file changed while the job was running")
         _PSFS[key] = psf
@@ -140,6 +175,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
             "tone_map": config.tone_map,
             "source_space": config.source_space if args.source.kind == "photo" else "linear",
             **params.as_meta(),
+            "clipped": round(clipped_fraction(inp, params.x_max, config.tone_map), 6),
         }
         yield Example(
             pair_key(args.source.key, index),
@@ -147,17 +183,6 @@ def produce(item: WorkItem) -> Iterator[Example]:
             encode_for_storage(tgt, config.tone_map),
             meta,
         )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats written as strings ("inf"), for strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _fft_workers(jobs: int, backend: str) -> int:
@@ -168,12 +193,13 @@ def _fft_workers(jobs: int, backend: str) -> int:
     return max(1, cores // n)
 
 
-def _load_psfs(psfs: Sequence[str | Path]) -> tuple[list[Psf], list[PsfRef]]:
+def _load_psfs(psfs: Sequence[str | Path], recentre: bool) -> tuple[list[Psf], list[PsfRef]]:
     if not psfs:
         psf = builtin_psf()
         return [psf], [PsfRef(BUILTIN_PSF_ID, "builtin", psf.digest)]
-    loaded = load_psfs([Path(p) for p in psfs])
-    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest) for p in loaded]
+    loaded = load_psfs([Path(p) for p in psfs], recentre=recentre)
+    return loaded, [PsfRef(p.id, str(Path(p.source).resolve()), p.digest, recentre)
+                    for p in loaded]
 
 
 def plan(
@@ -195,15 +221,20 @@ def plan(
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     found = find_sources([str(s) for s in sources])
-    loaded, refs = _load_psfs(psfs)
-    notes = [p.note for p in loaded if p.note]
+    loaded, refs = _load_psfs(psfs, config.psf_recentre)
+    notes = [n for p in loaded for n in (p.warning, p.note) if n]
     if not sources:
         notes.append(f"no --source given: using {len(found)} built-in sample photos")
     if not psfs:
         notes.append("no --psf given: using the built-in simulated under-display-camera PSF")
-    splits = assign_splits([s.key for s in found], seed, val_fraction)
+    if config.noise == "calibrated":  # read and check it before any work starts
+        from lpie_data.synth.noise import load_noise_file
+
+        noise_groups = load_noise_file(config.noise_file).groups
+    # Split by source image: every record cut from one image lands in the same split.
+    splits = assign_splits(sorted({s.image for s in found}), seed, val_fraction)
     items = [
-        WorkItem(s.key, splits[s.key], SynthItem(s, tuple(refs), config, seed, fft_workers))
+        WorkItem(s.key, splits[s.image], SynthItem(s, tuple(refs), config, seed, fft_workers))
         for s in found
     ]
     arguments = {
@@ -214,46 +245,40 @@ def plan(
         "seed": seed,
         "val_fraction": val_fraction,
     }
+    if config.noise == "calibrated":
+        arguments["noise_groups"] = json_safe([list(g) for g in noise_groups])
     return items, arguments, notes, loaded
 
 
-def synthesize_dataset(
-    config: SynthConfig,
-    sources: Sequence[str | Path],
-    psfs: Sequence[str | Path],
+def synthesize(
     out: str | Path,
     *,
+    sources: Sequence[str | Path] = (),
+    psfs: Sequence[str | Path] = (),
+    config: SynthConfig = SynthConfig(),
     seed: int = 0,
     val_fraction: float = 0.1,
-    jobs: int = -1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    job: JobOptions = JobOptions(),
     name: str = DATASET_NAME,
 ) -> JobSummary:
-    """Write a pair dataset of synthetic degradations to ``out`` (splits train / validation).
+    """Write a pair dataset of synthetic degradations to ``out`` (splits train / validation):
+    what ``lpie-data synth`` runs.
 
     ``sources``: photo folders, .npy folders, lpie datasets or single files (empty: built-in
     sample photos). ``psfs``: PSF files or folders of them (empty: the built-in simulated
     PSF). Inputs are validated before anything is written. Same inputs + seed give
-    byte-identical shards for any ``jobs``. ``progress(done, total)`` counts source images.
-    Returns run_job's summary with notes (e.g. PSFs that were normalised).
+    byte-identical shards for any ``job.jobs``. ``job.progress(done, total)`` counts source
+    images. Returns run_job's summary with notes (e.g. PSFs that were normalised).
     """
     items, arguments, notes, loaded = plan(
         config, sources, psfs, seed=seed, val_fraction=val_fraction,
-        fft_workers=_fft_workers(jobs, backend),
+        fft_workers=_fft_workers(job.jobs, job.backend),
     )
     extra = {
         "tone_map": config.tone_map,
+        "value_space": TONE_MAP_SPACES[config.tone_map],
         "synth": json_safe(to_dict(config)),
         "psfs": [{"id": p.id, "source": p.source, "digest": p.digest} for p in loaded],
     }
-    summary = run_job(
-        str(out), name, COMMAND, arguments, items, produce, jobs=jobs, backend=backend,
-        scheduler=scheduler, shard_bytes=shard_bytes, overwrite=overwrite, progress=progress,
-        extra_manifest=extra,
-    )
-    summary.notes = notes + summary.notes
-    return summary
+    return run_job(str(out), name, COMMAND, arguments, items, produce, job, notes=notes,
+                   extra_manifest=extra)

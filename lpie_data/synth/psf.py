@@ -4,6 +4,10 @@ A :class:`Psf` holds a float32 (h, w, 3) kernel in linear RGB whose channels eac
 centred at (h // 2, w // 2). Files: ``.npy``, ``.npz``, ``.mat`` (MATLAB v5 via scipy.io and
 v7.3, which is HDF5, via h5py: told apart by the header), ``.h5`` / ``.hdf5``; arrays of shape
 (h, w) (one kernel for all channels), (h, w, 1) or (h, w, 3), any size.
+
+A PSF whose peak or centroid lies more than :data:`CENTRE_TOLERANCE_PX` from the array centre
+would shift every blurred input against its target: it gets a ``warning`` naming the file and
+the offsets, or, with ``recentre=True``, is padded so that its centroid sits on the centre.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
+from lpie_data import storage
 from lpie_data.errors import DataError, OutputError
-from lpie_data.matfile import mat_version
+from lpie_data.matfile import load_mat_array, pick_array
 
 PSF_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
 PREFERRED_NAMES = ("psf", "PSF", "kernel", "k")
 UNIT_SUM_TOLERANCE = 1e-4
+CENTRE_TOLERANCE_PX = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,8 +35,9 @@ class Psf:
     """A validated PSF. ``kernel``: float32 (h, w, 3), each channel sums to 1.
 
     id: short name recorded in the meta of every pair it blurs. source: file or "builtin".
-    note: set when the file was changed on loading (normalised). digest: content hash.
-    dirac: (row, col) of the single non-zero tap when the PSF is a Dirac, else None.
+    note: set when the file was changed on loading (normalised, recentred). digest: content
+    hash. dirac: (row, col) of the single non-zero tap when the PSF is a Dirac, else None.
+    warning: set when the peak or centroid is off the array centre (and not recentred).
     """
 
     id: str
@@ -39,14 +46,51 @@ class Psf:
     note: str | None = None
     digest: str = field(default="", repr=False)
     dirac: tuple[int, int] | None = None
+    warning: str | None = None
 
 
-def make_psf(array: np.ndarray, psf_id: str, source: str = "") -> Psf:
+def centre_offsets(kernel: np.ndarray) -> tuple[tuple[int, int], tuple[float, float]]:
+    """(peak, centroid) of a (h, w, 3) kernel, each as (rows, cols) from the array centre
+    (h // 2, w // 2); computed on the sum of the three channels."""
+    total = kernel.sum(axis=2, dtype=np.float64)
+    h, w = total.shape
+    peak = np.unravel_index(int(np.argmax(total)), total.shape)
+    mass = total.sum()
+    rows = float(total.sum(axis=1) @ np.arange(h)) / mass
+    cols = float(total.sum(axis=0) @ np.arange(w)) / mass
+    return ((int(peak[0]) - h // 2, int(peak[1]) - w // 2), (rows - h // 2, cols - w // 2))
+
+
+def _off_centre(offset: tuple[float, float]) -> bool:
+    """More than :data:`CENTRE_TOLERANCE_PX` off in rows or in columns."""
+    return max(abs(offset[0]), abs(offset[1])) > CENTRE_TOLERANCE_PX
+
+
+def _recentred(kernel: np.ndarray, centroid: tuple[float, float]) -> np.ndarray:
+    """``kernel`` zero-padded so that its centroid (rounded to a pixel) is the new array's
+    centre (h // 2, w // 2); no light is lost."""
+    pads = []
+    for axis, off in enumerate(centroid):
+        n, shift = kernel.shape[axis], round(off)
+        at = n // 2 + shift  # the pixel that becomes the centre
+        if shift == 0:
+            pads.append((0, 0))
+        elif shift > 0:
+            pads.append((0, 2 * at + 1 - n))
+        else:
+            pads.append((n - 2 * at - 1, 0))
+    return np.pad(kernel, (*pads, (0, 0)))
+
+
+def make_psf(array: np.ndarray, psf_id: str, source: str = "", *,
+             recentre: bool = False) -> Psf:
     """Validate and normalise an array into a :class:`Psf`; errors name ``source``.
 
     Accepts (h, w), (h, w, 1) or (h, w, 3) real numbers: all finite, none negative, every
     channel with a positive sum. Channels not summing to 1 (within 1e-4) are scaled to unit
-    sum and ``note`` says so.
+    sum and ``note`` says so. A peak or centroid more than 1 px off the array centre sets
+    ``warning``; with ``recentre`` the kernel is padded to put its centroid on the centre
+    instead, and ``note`` says by how much it moved.
     """
     where = source or psf_id
     array = np.asarray(array)
@@ -76,12 +120,27 @@ def make_psf(array: np.ndarray, psf_id: str, source: str = "") -> Psf:
         sums_text = ", ".join(f"{'RGB'[c]}={sums[c]:.6g}" for c in range(3))
         note = f"{where}: normalised each channel to unit sum (sums were {sums_text})"
     kernel = (kernel / sums).astype(np.float32)
+    (peak, centroid), warning = centre_offsets(kernel), None
+    if _off_centre(peak) or _off_centre(centroid):
+        h, w = kernel.shape[:2]
+        where_off = (f"peak at ({peak[0]:+d}, {peak[1]:+d}) px and centroid at "
+                     f"({centroid[0]:+.1f}, {centroid[1]:+.1f}) px (rows, cols) from the array "
+                     f"centre ({h // 2}, {w // 2})")
+        if recentre:
+            kernel = _recentred(kernel, centroid)
+            text = (f"{where}: recentred the PSF ({where_off}): zero-padded to "
+                    f"{kernel.shape[0]} x {kernel.shape[1]} with its centroid at the centre")
+            note = f"{note}; {text}" if note else text
+        else:
+            warning = (f"{where}: PSF off centre: {where_off}; every input would be shifted "
+                       "against its target (recentre it: psf_recentre = true in [synth])")
     kernel.setflags(write=False)
     return Psf(
         id=psf_id,
         kernel=kernel,
         source=source,
         note=note,
+        warning=warning,
         digest=hashlib.blake2b(
             kernel.tobytes() + repr(kernel.shape).encode(), digest_size=16
         ).hexdigest(),
@@ -97,20 +156,11 @@ def _dirac_position(kernel: np.ndarray) -> tuple[int, int] | None:
     return (r, c) if np.all(kernel[r, c] == 1.0) else None
 
 
-def _pick(names: list[str], path: Path) -> str:
-    if len(names) == 1:
-        return names[0]
-    for name in PREFERRED_NAMES:
-        if name in names:
-            return name
-    listed = ", ".join(names) if names else "none"
-    raise DataError(
-        f"{path}: cannot tell which array is the PSF (arrays: {listed}); "
-        f"keep one array or name it {' or '.join(PREFERRED_NAMES[:2])}"
-    )
+def _psf_array_name(path: Path, names: list[str]) -> str:
+    return pick_array(path, names, PREFERRED_NAMES, what="is the PSF")
 
 
-def _read_hdf5(path: Path, transpose: bool) -> np.ndarray:
+def _read_hdf5(path: Path) -> np.ndarray:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -120,9 +170,7 @@ def _read_hdf5(path: Path, transpose: bool) -> np.ndarray:
             if isinstance(obj, h5py.Dataset) and not name.startswith("#")
             else None
         )
-        array = np.asarray(f[_pick(names, path)][()])
-    # MATLAB v7.3 stores column-major arrays: h5py sees the axes reversed.
-    return array.T if transpose else array
+        return np.asarray(f[_psf_array_name(path, names)][()])
 
 
 def read_psf_array(path: str | Path) -> np.ndarray:
@@ -131,21 +179,22 @@ def read_psf_array(path: str | Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in PSF_SUFFIXES:
         raise DataError(f"{path}: unknown PSF file type; use one of {', '.join(PSF_SUFFIXES)}")
+    magic = {".npy": (b"\x93NUMPY", "NumPy .npy"), ".npz": (b"PK", "NumPy .npz (zip)")}
+    if suffix in magic and path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(len(magic[suffix][0]))
+        if head != magic[suffix][0]:  # np.load would try to unpickle it and say so
+            raise DataError(f"{path}: not a {magic[suffix][1]} file (it does not start like "
+                            "one); is it another kind of file renamed?")
     try:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                return np.asarray(data[_pick(list(data.files), path)])
+                return np.asarray(data[_psf_array_name(path, list(data.files))])
         if suffix == ".mat":
-            if mat_version(path) == "7.3":
-                return _read_hdf5(path, transpose=True)
-            import scipy.io
-
-            data = scipy.io.loadmat(path)
-            names = [k for k in data if not k.startswith("__")]
-            return np.asarray(data[_pick(names, path)])
-        return _read_hdf5(path, transpose=False)
+            return load_mat_array(path, PREFERRED_NAMES)
+        return _read_hdf5(path)
     except DataError:
         raise
     except FileNotFoundError:
@@ -154,10 +203,11 @@ def read_psf_array(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read PSF: {e}") from None
 
 
-def load_psf(path: str | Path, psf_id: str | None = None) -> Psf:
-    """Read, validate and normalise one PSF file (id defaults to the file's stem)."""
+def load_psf(path: str | Path, psf_id: str | None = None, *, recentre: bool = False) -> Psf:
+    """Read, validate and normalise one PSF file (id defaults to the file's stem); ``recentre``:
+    see :func:`make_psf`."""
     path = Path(path)
-    return make_psf(read_psf_array(path), psf_id or path.stem, str(path))
+    return make_psf(read_psf_array(path), psf_id or path.stem, str(path), recentre=recentre)
 
 
 def psf_files(paths: list[Path]) -> list[Path]:
@@ -176,9 +226,9 @@ def psf_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_psfs(paths: list[Path]) -> list[Psf]:
+def load_psfs(paths: list[Path], *, recentre: bool = False) -> list[Psf]:
     """Load every PSF named by ``paths`` (files or folders). Ids are file stems, made unique
-    with their folder when two files share a stem."""
+    with their folder when two files share a stem. ``recentre``: see :func:`make_psf`."""
     files = psf_files(paths)
     stems = [f.stem for f in files]
     ids = [
@@ -189,7 +239,7 @@ def load_psfs(paths: list[Path]) -> list[Psf]:
         ids = [str(f) for f in files]
     if len(set(ids)) != len(ids):
         raise DataError(f"the same PSF file is given twice: {', '.join(ids)}")
-    return [load_psf(f, i) for f, i in zip(files, ids, strict=True)]
+    return [load_psf(f, i, recentre=recentre) for f, i in zip(files, ids, strict=True)]
 
 
 def rotate_psf(psf: Psf, degrees: float) -> Psf:
@@ -233,7 +283,5 @@ def save_psf(path: str | Path, kernel: np.ndarray) -> None:
     if path.suffix.lower() != ".npy":
         raise OutputError(f"{path}: PSFs are written as .npy; name the file *.npy")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
+    with storage.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(kernel, dtype=np.float32))
-    tmp.replace(path)

@@ -8,8 +8,13 @@ Loading returns linear light, float32 (H, W, 3), values >= 0:
 - photos (8/16-bit PNG, JPEG, TIFF) scaled to [0, 1], linearised with the inverse sRGB curve
   unless ``source_space = "linear"``;
 - ``.npy`` arrays (H, W, 3) as stored (e.g. UDC SYNTH ground truth in [0, 500]);
-- dataset targets decoded according to the tone map they were stored with (record meta or
-  manifest ``tone_map``: ``reinhard``, ``srgb`` or ``none``), else as photos.
+- dataset targets decoded from the value space they were stored in (record meta ``tone_map``,
+  else the dataset's value space, :func:`lpie_data.valuespace.value_space_of`).
+
+A dataset source uses its ``train`` split unless another is named (``DATASET:split``, e.g.
+``data/udc:test``), so test records never become training data by accident. Every source image
+has a ``group``: the image file it was cut from (a record's ``target_source`` or ``source``
+meta), so that all pairs made from one image can go to the same synth split.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import DataError
-from lpie_data.images import PHOTO_SUFFIXES, read_image, srgb_to_linear, to_float
-from lpie_data.synth.samples import sample_photos
-from lpie_data.synth.tonemap import reinhard_inverse
+from lpie_data.images import PHOTO_SUFFIXES, check_photo_header, read_image, to_float
+from lpie_data.synth.samples import sample_photo_files
+from lpie_data.valuespace import TONE_MAP_SPACES, manifest_value_space, srgb_to_linear, to_linear
 
 NPY_SUFFIX = ".npy"
 SOURCE_KINDS = ("photo", "npy", "record")
@@ -33,7 +38,8 @@ SOURCE_KINDS = ("photo", "npy", "record")
 @dataclass(frozen=True)
 class SourceImage:
     """One clean image. ``kind``: photo | npy | record. For records, ``path`` is the shard and
-    ``offset``/``length`` locate the framed record; ``encoding`` is the dataset's tone map."""
+    ``offset``/``length`` locate the framed record; ``encoding`` is the dataset's value space;
+    ``group`` names the image the record was cut from (empty: the source is its own image)."""
 
     key: str
     kind: str
@@ -41,6 +47,12 @@ class SourceImage:
     offset: int = 0
     length: int = 0
     encoding: str = ""
+    group: str = ""
+
+    @property
+    def image(self) -> str:
+        """The source image this one was cut from: pairs of one image share a split."""
+        return self.group or self.key
 
 
 def _label(path: str) -> str:
@@ -65,13 +77,7 @@ def _unique_labels(paths: list[str]) -> list[str]:
 
 
 def _check_photo_header(path: Path) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - opening parses the header
-    except Exception as e:  # Pillow raises many types for bad files
-        raise DataError(f"{path}: unreadable image ({e})") from None
+    check_photo_header(path)
 
 
 def _check_npy_header(path: Path) -> None:
@@ -110,32 +116,46 @@ def _folder_sources(folder: Path, label: str) -> list[SourceImage]:
     return out
 
 
-def _record_offsets(shard: str) -> list[tuple[int, int]]:
-    """(offset, framed length) of every record in a TFRecord shard, reading only headers."""
-    from lpie_data.records import record_offsets
-
-    with storage.open_file(shard, "rb") as f:
-        return record_offsets(f, shard)
+DEFAULT_DATASET_SPLIT = "train"
 
 
-def _dataset_sources(path: str, label: str) -> list[SourceImage]:
+def split_dataset_path(raw: str) -> tuple[str, str | None]:
+    """``DATASET:split`` -> (DATASET, split); (raw, None) when no split is named (a URL's
+    ``scheme://`` or an existing path containing ':' is not a split)."""
+    head, sep, tail = raw.rpartition(":")
+    if not sep or not head or not tail or "/" in tail or "\\" in tail or storage.exists(raw):
+        return raw, None
+    return head, tail
+
+
+def _dataset_sources(path: str, label: str, split: str | None) -> list[SourceImage]:
+    from lpie_data.records import record_meta, record_offsets
     from lpie_data.shards import read_manifest
 
     manifest = read_manifest(path)
-    encoding = str(manifest.get("tone_map", ""))
+    encoding = manifest_value_space(manifest)[0] or ""
+    splits = manifest.get("splits", {})
+    split = split or DEFAULT_DATASET_SPLIT
+    if split not in splits:
+        raise DataError(f"{path}: no split {split!r} to take source images from (splits: "
+                        f"{', '.join(sorted(splits)) or 'none'}); name one as {path}:<split>")
     out = []
-    for split, entry in sorted(manifest.get("splits", {}).items()):
-        index = 0
-        for shard in entry.get("shards", []):
-            shard_path = storage.join(path, shard["file"])
-            if not storage.exists(shard_path):
-                raise DataError(f"{shard_path}: shard listed in the manifest is missing")
-            for offset, length in _record_offsets(shard_path):
+    index = 0
+    for shard in splits[split].get("shards", []):
+        shard_path = storage.join(path, shard["file"])
+        if not storage.exists(shard_path):
+            raise DataError(f"{shard_path}: shard listed in the manifest is missing")
+        with storage.open_file(shard_path, "rb") as f:
+            for offset, length in record_offsets(f, shard_path):
+                meta = record_meta(f, offset, shard_path)
+                image = meta.get("target_source") or meta.get("source")
                 key = f"{label}/{split}/{index:06d}"
-                out.append(SourceImage(key, "record", shard_path, offset, length, encoding))
+                group = f"{label}/{image}" if image else key
+                out.append(SourceImage(key, "record", shard_path, offset, length, encoding,
+                                       group))
                 index += 1
     if not out:
-        raise DataError(f"{path}: dataset has no records")
+        raise DataError(f"{path}: split {split!r} has no records")
     return out
 
 
@@ -147,18 +167,20 @@ def find_sources(paths: list[str]) -> list[SourceImage]:
     header cannot be read (checked here so nothing is written for bad inputs).
     """
     if not paths:
-        return [
-            SourceImage(f"samples/{name}", "photo", str(p)) for name, p in sample_photos().items()
-        ]
+        return [SourceImage(f"samples/{name}", "photo", str(p))
+                for name, p in sample_photo_files().items()]
+    named = [split_dataset_path(str(p)) for p in paths]
     # Absolute paths: workers (a Dask cluster's included) may run in another folder.
-    paths = [str(p) if storage.is_remote(str(p)) else str(Path(p).resolve()) for p in paths]
+    paths = [p if storage.is_remote(p) else str(Path(p).resolve()) for p, _ in named]
     labels = _unique_labels([str(p) for p in paths])
     sources: list[SourceImage] = []
-    for raw, label in zip(paths, labels, strict=True):
+    for raw, label, (_, split) in zip(paths, labels, named, strict=True):
         raw = str(raw)
         if storage.is_remote(raw) or storage.exists(storage.join(raw, "manifest.json")):
-            sources.extend(_dataset_sources(raw, label))
+            sources.extend(_dataset_sources(raw, label, split))
             continue
+        if split is not None:
+            raise DataError(f"{raw}: not an lpie dataset, so ':{split}' names no split")
         path = Path(raw)
         if path.is_dir():
             sources.extend(_folder_sources(path, label))
@@ -200,14 +222,8 @@ def _decode_record(source: SourceImage, source_space: str) -> np.ndarray:
         raise DataError(f"{where}: expected one record")
     pair = example_to_pair(payloads[0])
     target = np.array(pair.target, dtype=np.float32)
-    encoding = str(pair.meta.get("tone_map", source.encoding))
-    if encoding == "reinhard":
-        return reinhard_inverse(np.clip(target, 0.0, 1.0 - 1e-6))
-    if encoding in ("none", "linear"):
-        return target
-    if encoding == "srgb" or source_space == "srgb":
-        return srgb_to_linear(np.clip(target, 0.0, 1.0))
-    return target
+    space = TONE_MAP_SPACES.get(str(pair.meta.get("tone_map")), source.encoding)
+    return to_linear(target, space or ("srgb" if source_space == "srgb" else "linear"))
 
 
 def load_source(source: SourceImage, source_space: str = "srgb") -> np.ndarray:

@@ -1,0 +1,148 @@
+"""Per-pair timing of a command against its floor, start-up excluded, as issue 13 defines it.
+
+Every measured thing is a command line run in a fresh process, as a user runs it, once on the
+whole tree and once on a tree with half the pairs (hard links to the same files, so the page
+cache is shared). The per-pair time is
+
+    (time on the whole tree - time on the half tree) / (pairs in whole - pairs in half)
+
+so interpreter start-up, imports, worker start-up and the per-job fixed work cancel out. The
+floor is timed the same way (a command that only decodes / reads / convolves). Repetitions are
+interleaved (whole and half of every command, then the next repetition), so a burst of load from
+other programs hits every command alike; the median of the per-repetition differences counts.
+CPU seconds (the process and its reaped children, worker processes included) are reported beside
+wall seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+FLOORS = str(BENCH / "floors.py")
+
+
+@dataclass
+class Command:
+    """A command measured on the whole and the half tree; ``clean`` runs before each run
+    (e.g. removes the output folder), untimed."""
+
+    name: str
+    whole: Sequence[str]
+    half: Sequence[str]
+    clean: Callable[[], None] = lambda: None
+    wall: dict[str, list[float]] = field(default_factory=lambda: {"whole": [], "half": []})
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"whole": [], "half": []})
+
+
+def lpie_data() -> list[str]:
+    """The ``lpie-data`` command users run (the script next to this Python, else ``-m``)."""
+    script = Path(sys.executable).with_name("lpie-data")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lpie_data.cli"]
+
+
+def floor_cmd(*args: str) -> list[str]:
+    return [sys.executable, FLOORS, *args]
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_once(argv: Sequence[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run of ``argv`` (its output is discarded; failure raises)."""
+    c0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr[-2000:]}")
+    return wall, _children_cpu() - c0
+
+
+def measure(commands: Sequence[Command], repeat: int, warmup: bool = True) -> None:
+    """Run every command on both trees ``repeat`` times, interleaved; fills wall / cpu."""
+    if warmup:  # page cache, .pyc files, first-touch costs
+        for c in commands:
+            c.clean()
+            run_once(c.half)
+    for _ in range(repeat):
+        for c in commands:
+            for size in ("whole", "half"):
+                c.clean()
+                wall, cpu = run_once(c.whole if size == "whole" else c.half)
+                c.wall[size].append(wall)
+                c.cpu[size].append(cpu)
+    for c in commands:
+        c.clean()
+
+
+def per_pair(c: Command, pairs: int, half_pairs: int, kind: str = "wall") -> float:
+    """Median over repetitions of (whole - half) / (pairs - half_pairs), seconds per pair."""
+    runs = c.wall if kind == "wall" else c.cpu
+    diffs = [(w - h) / (pairs - half_pairs) for w, h in zip(runs["whole"], runs["half"],
+                                                            strict=True)]
+    return statistics.median(diffs)
+
+
+def report(commands: Sequence[Command], pairs: int, half_pairs: int, floor: str,
+           target: float, extra: dict | None = None) -> dict:
+    """A JSON-able summary: per-pair ms of each command, ratios to the floor, --jobs 2
+    speed-up, the spread of the per-repetition differences, and the machine."""
+    by = {c.name: c for c in commands}
+    out: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, Python "
+                   f"{platform.python_version()}",
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "pairs_whole": pairs, "pairs_half": half_pairs,
+        "repeat": len(commands[0].wall["whole"]),
+        **(extra or {}),
+    }
+    for kind in ("wall", "cpu"):
+        ms = {c.name: per_pair(c, pairs, half_pairs, kind) * 1e3 for c in commands}
+        out[f"{kind}_ms_per_pair"] = {k: round(v, 2) for k, v in ms.items()}
+        out[f"{kind}_x_floor"] = {k: round(v / ms[floor], 3) for k, v in ms.items()
+                                  if k != floor}
+        out[f"{kind}_start_up_s"] = {  # the half-tree time less its pairs: fixed costs
+            c.name: round(statistics.median(c.wall["half"] if kind == "wall" else c.cpu["half"])
+                          - ms[c.name] / 1e3 * half_pairs, 2) for c in commands}
+    spread = {}
+    for c in commands:
+        diffs = [(w - h) / (pairs - half_pairs) * 1e3
+                 for w, h in zip(c.wall["whole"], c.wall["half"], strict=True)]
+        spread[c.name] = [round(min(diffs), 2), round(max(diffs), 2)]
+    out["wall_ms_per_pair_min_max"] = spread
+    if "jobs1" in by and "jobs2" in by:
+        out["jobs2_speedup"] = round(per_pair(by["jobs1"], pairs, half_pairs)
+                                     / per_pair(by["jobs2"], pairs, half_pairs), 2)
+    out["target"] = f"jobs1 <= {target}x {floor} (wall, per pair)"
+    out["met"] = out["wall_x_floor"].get("jobs1", float("inf")) <= target
+    return out
+
+
+def link_tree(src: Path, dst: Path, keep: Callable[[Path], bool]) -> None:
+    """``dst``: a copy of the folder tree ``src`` whose kept files are hard links (shared page
+    cache); the others, and folders left empty, are left out."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for path in sorted(src.rglob("*")):
+        target = dst / path.relative_to(src)
+        if path.is_file() and keep(path):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+
+
+def remover(path: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path, ignore_errors=True)
