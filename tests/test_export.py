@@ -129,13 +129,14 @@ def test_range_transfer_at_the_same_size_equals_direct_conversion(model, photos)
     size = (32, 32)
     crops = ex.calibration_crops([img for _, img in photos], count=4, crop=size, per_image=2)
     via_twin = ex.convert_int8_on_crops(model, size, size, crops, io="uint8")
-    net = rebuild_for_shape(model, *size, s2d_gate=True)
+    net = rebuild_for_shape(model, *size, s2d_gate=True, s2d_full_res=True)
     direct = ex.convert_keras(net, precision="int8", size=size, io="uint8", calibration=crops)
     x = ex.fit_to_size(photos[2][1], size)
     np.testing.assert_array_equal(ex.TFLiteRunner(via_twin)(x), ex.TFLiteRunner(direct)(x))
     assert ex.op_names(via_twin) == ex.op_names(direct)
     # A twin of another graph (no pad vs pad) is refused, not silently mis-calibrated.
-    other = ex.convert_keras(rebuild_for_shape(model, 30, 30, s2d_gate=True), size=(30, 30))
+    other = rebuild_for_shape(model, 30, 30, s2d_gate=True, s2d_full_res=True)
+    other = ex.convert_keras(other, size=(30, 30))
     calibrated = ex.convert_keras(
         net, precision="int8", size=size, calibration=crops, calibrate_only=True
     )
