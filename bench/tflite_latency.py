@@ -51,7 +51,8 @@ def make(folder: Path, sizes: list[tuple[int, int]], variants: list[str]) -> Non
     import numpy as np
 
     from lpie_model import export as ex
-    from lpie_model.lpienet import build_lpienet, rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
+    from lpie_model.lpienet import build_lpienet
 
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
@@ -190,7 +191,8 @@ def make_compare(folder: Path, sizes: list[tuple[int, int]]) -> None:
     import keras
 
     from lpie_model import export as ex
-    from lpie_model.lpienet import build_lpienet, rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
+    from lpie_model.lpienet import build_lpienet
 
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)

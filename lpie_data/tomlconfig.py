@@ -94,7 +94,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build the frozen dataclass ``cls`` from ``data``.
 
     Raises ConfigError naming ``where.key`` for an unknown key (listing the valid ones) or a
-    value of the wrong type; ``__post_init__`` validation errors pass through.
+    value of the wrong type; ``__post_init__`` validation errors (ConfigError or any ValueError)
+    come out as ConfigError naming ``where``.
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -110,10 +111,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         kwargs[name] = _coerce(value, hints[name], key)
     try:
         return cls(**kwargs)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:  # a ValueError from __post_init__ is a bad value too
         if where and not str(e).startswith(where):
             raise ConfigError(f"{where}: {e}") from None
-        raise
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e)) from None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -9,14 +9,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lpie_model.lpienet import build_lpienet, load_model
+    from lpie_model.checkpoint import load_model
+    from lpie_model.lpienet import build_lpienet
 
-__all__ = ["build_lpienet", "load_model"]
+__all__ = ["ModelConfig", "build_lpienet", "load_model"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from lpie_model import lpienet
+    if name == "build_lpienet":
+        from lpie_model.lpienet import build_lpienet
 
-        return getattr(lpienet, name)
+        return build_lpienet
+    if name == "load_model":
+        from lpie_model.checkpoint import load_model
+
+        return load_model
+    if name == "ModelConfig":
+        from lpie_model.config import ModelConfig
+
+        return ModelConfig
     raise AttributeError(f"module 'lpie_model' has no attribute {name!r}")

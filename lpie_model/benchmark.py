@@ -55,7 +55,7 @@ def count_macs(model: Any, height: int, width: int) -> int:
     """
     import keras
 
-    from lpie_model.lpienet import rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
 
     fixed = rebuild_for_shape(model, height, width)
     total = 0

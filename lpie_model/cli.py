@@ -317,7 +317,7 @@ def export_cmd(
     """
     quiet_tensorflow()
     from lpie_model import export as ex
-    from lpie_model.lpienet import load_model
+    from lpie_model.checkpoint import load_model
 
     fixed = ex.parse_size(size) if size is not None else None
     if precision not in ex.PRECISIONS:
@@ -457,7 +457,8 @@ def benchmark_cmd(
         else:
             import keras
 
-            from lpie_model.lpienet import build_lpienet, load_model
+            from lpie_model.checkpoint import load_model
+            from lpie_model.lpienet import build_lpienet
 
             if model is not None:
                 net = load_model(model)

@@ -26,6 +26,7 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
 from lpie_data.jsonfile import json_safe
+from lpie_model.config import ModelConfig
 from lpie_model.metrics import psnr
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -132,7 +133,7 @@ def convert(
     Raises:
         ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
     """
-    from lpie_model.lpienet import rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
 
     _check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
@@ -159,10 +160,7 @@ def convert(
 
 
 def _size_multiple(model: Any) -> int:
-    from lpie_model.lpienet import DEFAULTS, resolve_widths, size_multiple
-
-    config = {**DEFAULTS, **(getattr(model, "lpie_config", None) or {})}
-    return size_multiple(resolve_widths(config["variant"], config["widths"]))
+    return ModelConfig.from_dict(getattr(model, "lpie_config", None) or {}).size_multiple
 
 
 def _calibration_images(calibration: Iterable[np.ndarray] | None) -> list[np.ndarray]:
@@ -218,7 +216,7 @@ def convert_int8_on_crops(
 
     At the twin's size this gives the same model as a direct conversion (outputs identical).
     """
-    from lpie_model.lpienet import rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
 
     images = [fit_to_size(np.asarray(x, dtype=np.float32), twin) for x in calibration]
     small = rebuild_for_shape(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from lpie_data.errors import ConfigError
+from lpie_model.errors import ModelConfigError
 from lpie_model.metrics import ssim_tf
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -57,10 +57,10 @@ def combined_loss(alpha: float, beta: float) -> LossFn:
     The paper sets alpha and beta "empirically" without publishing them; training recipes set them.
 
     Raises:
-        ConfigError: a negative weight.
+        ModelConfigError: a negative weight.
     """
     if alpha < 0 or beta < 0:
-        raise ConfigError(f"loss weights must be >= 0, got alpha={alpha}, beta={beta}")
+        raise ModelConfigError(f"loss weights must be >= 0, got alpha={alpha}, beta={beta}")
     alpha, beta = float(alpha), float(beta)
 
     def lpie_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

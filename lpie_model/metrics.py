@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from lpie_data.errors import DataError
+from lpie_model.errors import ShapeError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -30,7 +30,7 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise DataError(f"image shapes differ: {a.shape} vs {b.shape}")
+        raise ShapeError(f"image shapes differ: {a.shape} vs {b.shape}")
     return a, b
 
 
@@ -71,7 +71,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarra
     """Per-position SSIM over the valid region: (H - 10) x (W - 10) [x C], float64."""
     a, b = _pair(a, b)
     if a.ndim not in (2, 3) or min(a.shape[:2]) < SSIM_WINDOW:
-        raise DataError(
+        raise ShapeError(
             f"SSIM needs H x W or H x W x C images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, "
             f"got shape {a.shape}"
         )

@@ -6,8 +6,8 @@ dataset paths, an optional ``[synth]`` table (:class:`lpie_data.synth.SynthConfi
 then synthesises its own dataset into the run directory first. Unknown keys are refused with the
 list of valid ones; wrong types and out-of-range values raise :class:`ConfigError` naming the key.
 
-Validating ``[model]`` imports `lpie_model.lpienet` (and so TensorFlow), the one place that knows
-the valid build options.
+``[model]`` is a `lpie_model.config.ModelConfig`, the one place that knows the valid build options
+and their defaults; loading a recipe does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from lpie_data.errors import ConfigError
 from lpie_data.synth.config import SynthConfig
 from lpie_data.tomlconfig import from_dict, load_toml, to_dict
+from lpie_model.config import ModelConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 MIN_CROP = 16  # the SSIM loss needs 11 x 11; a U-Net of 3 stages wants a few pooled pixels
@@ -29,36 +30,6 @@ MIN_CROP = 16  # the SSIM loss needs 11 x 11; a U-Net of 3 stages wants a few po
 def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
     if value not in valid:
         raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """``[model]``: the keyword arguments of `lpie_model.build_lpienet`.
-
-    variant: ``base`` (16-32-64-32-16, 133,652 parameters) or ``large`` (32-64-128-64-32).
-    widths: stage widths overriding the variant (odd length: encoders then decoders).
-    activation: ``elu`` (released code) or ``relu`` (paper figure).
-    dw_kernel: depthwise kernel size (odd).
-    irb_second_input: ``m`` (released Keras code; the default, int8-friendlier) or ``y`` (figure).
-    """
-
-    variant: str = "base"
-    widths: tuple[int, ...] | None = None
-    activation: str = "elu"
-    dw_kernel: int = 3
-    irb_second_input: str = "m"
-
-    def __post_init__(self) -> None:
-        from lpie_model.lpienet import build_kwargs  # the one place that knows valid options
-
-        build_kwargs(self.build_kwargs(), "model")
-
-    def build_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `build_lpienet` (and the run's ``model.json``)."""
-        kwargs = to_dict(self)
-        if kwargs["widths"] is None:
-            del kwargs["widths"]
-        return kwargs
 
 
 @dataclass(frozen=True)
@@ -257,7 +228,7 @@ class TrainRecipe:
 class Recipe:
     """A whole training recipe; training data come from ``[[data.datasets]]`` or ``[synth]``."""
 
-    model: ModelRecipe = field(default_factory=ModelRecipe)
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataRecipe = field(default_factory=DataRecipe)
     train: TrainRecipe = field(default_factory=TrainRecipe)
     synth: SynthConfig | None = None

@@ -26,12 +26,10 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
-from lpie_data.jsonfile import write_json
+from lpie_model.checkpoint import write_config
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "best.weights.h5"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -110,27 +108,7 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
 
 def write_model_json(run_dir: str, recipe: Recipe, value_space: str | None = None) -> None:
     """``RUN/model.json`` of a run: the recipe's build options and the model's value space."""
-    write_config(run_dir, recipe.model.build_kwargs(), value_space)
-
-
-def write_config(run_dir: str, build: dict[str, Any], value_space: str | None = None) -> str:
-    """Writes ``run_dir/model.json`` (the one writer of that file); returns its path.
-
-    ``build``: keyword arguments of `build_lpienet` (validated; only the given ones are written).
-    ``value_space``: the space of the model's input and output values (`lpie_data.valuespace`),
-    or None for "not recorded". Raises ConfigError for bad values.
-    """
-    from lpie_data.valuespace import check_space
-    from lpie_model.lpienet import build_kwargs
-
-    data = {k: v for k, v in build_kwargs(dict(build), "model").items() if k in build}
-    if data.get("widths") is not None:
-        data["widths"] = list(data["widths"])
-    if value_space is not None:
-        data["value_space"] = check_space(value_space)
-    path = storage.join(run_dir, MODEL_FILE)
-    write_json(path, data)
-    return path
+    write_config(run_dir, recipe.model, value_space)
 
 
 def read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:

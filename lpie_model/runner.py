@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
+from lpie_model.config import ModelConfig
 
 # Tile starts are multiples of this: covers networks with up to 4 poolings (LPIENet has 2).
 DEFAULT_ALIGN = 16
@@ -71,10 +72,8 @@ class KerasRunner:
         self.fixed_size = None if None in shape else (int(shape[0]), int(shape[1]))
         self.align = DEFAULT_ALIGN
         config = getattr(model, "lpie_config", None)
-        if config and config.get("widths") is not None:
-            from lpie_model.lpienet import size_multiple
-
-            self.align = max(DEFAULT_ALIGN, size_multiple(config["widths"]))
+        if config:
+            self.align = max(DEFAULT_ALIGN, ModelConfig.from_dict(config).size_multiple)
         self.description = description or f"Keras model {model.name!r}"
         self.value_space: str | None = getattr(model, "lpie_value_space", None)
         h, w = self.fixed_size or (None, None)
@@ -145,7 +144,7 @@ def open_runner(path: str | Path, *, threads: int | None = None) -> Runner:
     path = Path(path)
     if path.suffix == ".tflite":
         return LiteRTRunner(path, threads)
-    from lpie_model.lpienet import load_model
+    from lpie_model.checkpoint import load_model
 
     return KerasRunner(load_model(path), description=f"Keras {path.name}")
 

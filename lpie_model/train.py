@@ -23,6 +23,7 @@ from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jobs import output_lock
 from lpie_data.jsonfile import write_json
+from lpie_model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
@@ -37,10 +38,8 @@ from lpie_model.rundir import (
     DATA_DIR,
     LOG_DIR,
     METRICS_FILE,
-    MODEL_FILE,
     RECIPE_FILE,
     SUMMARY_FILE,
-    WEIGHTS_FILE,
     check_run_dir,
     read_metrics,
     read_summary,
@@ -274,7 +273,7 @@ class Trainer:
         self.strategy = strategy
         self.global_batch = recipe.data.batch_size
         with strategy.scope():
-            self.model = build_lpienet(**recipe.model.build_kwargs())
+            self.model = build_lpienet(recipe.model)
             self.optimizer = keras.optimizers.Adam(learning_rate=recipe.train.lr)
             self.optimizer.build(self.model.trainable_variables)
             self.state = {
@@ -700,5 +699,5 @@ def _write_summary(run_dir: str, trainer: Trainer, recipe: Recipe, epochs_done: 
         "input_val_ssim": input_ssim,
         "learning_rate": trainer.lr,
         "weights": WEIGHTS_FILE,
-        "model": MODEL_FILE,
+        "model": CONFIG_FILE,
     })

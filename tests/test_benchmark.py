@@ -40,7 +40,7 @@ def test_benchmark_records_latency_and_memory(model):
 
 def test_export_needs_half_the_plain_builds_indirection_memory(model):
     from lpie_model.benchmark import indirection_bytes
-    from lpie_model.lpienet import rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
 
     size = (64, 96)
     plain = ex.convert_keras(rebuild_for_shape(model, *size, fused_attention=True), size=size)

@@ -16,7 +16,7 @@ from lpie_data.images import png_header, read_image, write_png
 from lpie_model import build_lpienet, load_model
 from lpie_model.cli import app
 from lpie_model.enhance import EnhanceOptions, restore
-from lpie_model.lpienet import WEIGHTS_FILE, save_config
+from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.runner import KerasRunner, LiteRTRunner, blend_weights, predict, tile_spans
 
 cli = CliRunner()
@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     keras.utils.set_random_seed(3)
     build_lpienet(widths=WIDTHS).save_weights(run / WEIGHTS_FILE)
-    save_config(run, widths=WIDTHS)
+    write_config(run, {"widths": WIDTHS})
     return run
 
 
@@ -278,7 +278,7 @@ def reinhard_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("reinhard-run")
     keras.utils.set_random_seed(8)
     build_lpienet(widths=WIDTHS).save_weights(run / WEIGHTS_FILE)
-    save_config(run, value_space="reinhard", widths=WIDTHS)
+    write_config(run, {"widths": WIDTHS}, "reinhard")
     return run
 
 

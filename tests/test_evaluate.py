@@ -15,7 +15,7 @@ from lpie_data.records import Example
 from lpie_model import build_lpienet, load_model, metrics
 from lpie_model.cli import app
 from lpie_model.evaluate import CSV_COLUMNS, evaluate
-from lpie_model.lpienet import WEIGHTS_FILE, save_config
+from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.runner import KerasRunner, LiteRTRunner
 
 cli = CliRunner()
@@ -139,7 +139,7 @@ def test_lpienet_run_and_its_tflite_export_agree(tmp_path, dataset):
     run.mkdir()
     keras.utils.set_random_seed(7)
     build_lpienet(widths=[4, 8, 4]).save_weights(run / WEIGHTS_FILE)
-    save_config(run, widths=[4, 8, 4])
+    write_config(run, {"widths": [4, 8, 4]})
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(convert(load_model(run)))  # dynamic size, builtin ops, fp32
     assert LiteRTRunner(tflite).fixed_size is None
@@ -213,7 +213,7 @@ def test_a_model_gets_its_inputs_in_its_own_value_space(tmp_path):
     run.mkdir()
     keras.utils.set_random_seed(6)
     build_lpienet(widths=[4, 8, 4]).save_weights(run / WEIGHTS_FILE)
-    save_config(run, value_space="reinhard", widths=[4, 8, 4])
+    write_config(run, {"widths": [4, 8, 4]}, "reinhard")
     model = load_model(run)
     (score,) = evaluate(KerasRunner(model), data, "val").images
     degraded, target = (a.astype(np.float32) / 255 for a in make_pair("a"))

@@ -14,7 +14,7 @@ from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
 from lpie_model.cli import app
-from lpie_model.lpienet import save_config
+from lpie_model.checkpoint import write_config
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_fixed_int8_calibrates_on_crops_with_progress(model, photos, monkeypatch
 
 
 def test_range_transfer_at_the_same_size_equals_direct_conversion(model, photos):
-    from lpie_model.lpienet import rebuild_for_shape
+    from lpie_model.deploy import rebuild_for_shape
 
     size = (32, 32)
     crops = ex.calibration_crops([img for _, img in photos], count=4, crop=size, per_image=2)
@@ -223,7 +223,7 @@ def test_cli_export_int8_with_dataset(model, dataset, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model.save_weights(run / "best.weights.h5")
-    save_config(run, variant="base")
+    write_config(run, {"variant": "base"})
     out = tmp_path / "m.tflite"
     args = ["export", str(run), "--out", str(out), "--size", "32x32", "--precision", "int8"]
     args += ["--calibration", str(dataset), "--calibration-count", "12"]
@@ -288,7 +288,7 @@ def test_cli_export_of_a_run_writes_its_value_space(tmp_path):
     run.mkdir()
     keras.utils.set_random_seed(2)
     build_lpienet(widths=[4, 8, 4]).save_weights(run / "best.weights.h5")
-    save_config(run, value_space="reinhard", widths=[4, 8, 4])
+    write_config(run, {"widths": [4, 8, 4]}, "reinhard")
     out = tmp_path / "r.tflite"
     result = CliRunner().invoke(app, ["export", str(run), "--out", str(out), "--size", "32x32"])
     assert result.exit_code == 0, result.output

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lpie_data.errors import ConfigError, DataError
+from lpie_model.errors import ModelConfigError, ShapeError
 from lpie_model import losses, metrics
 
 
@@ -74,9 +74,9 @@ def test_tf_metrics_match_numpy(pair):
 
 
 def test_metric_input_errors():
-    with pytest.raises(DataError, match="shapes differ"):
+    with pytest.raises(ShapeError, match="shapes differ"):
         metrics.psnr(np.zeros((4, 4)), np.zeros((4, 5)))
-    with pytest.raises(DataError, match="at least 11x11"):
+    with pytest.raises(ShapeError, match="at least 11x11"):
         metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)))
 
 
@@ -108,7 +108,7 @@ def test_combined_loss_is_weighted_sum(pair):
     np.testing.assert_allclose(loss(t, p).numpy(), want.numpy(), rtol=1e-6)
     assert float(losses.ssim_loss(t, p)[0]) == pytest.approx(1 - metrics.ssim(clean, noisy), 1e-4)
     assert float(losses.combined_loss(0, 0)(t, t)[0]) == 0.0
-    with pytest.raises(ConfigError, match="alpha"):
+    with pytest.raises(ModelConfigError, match="alpha"):
         losses.combined_loss(-1.0, 0.0)
 
 

@@ -1,6 +1,8 @@
 """LPIENet builder: parameter counts, any input size, options, weight loading."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -8,7 +10,11 @@ import pytest
 
 from lpie_data.errors import ConfigError, DataError
 from lpie_model import build_lpienet, load_model
-from lpie_model.lpienet import CLIP_MAX, rebuild_for_shape, save_config
+from lpie_model.checkpoint import write_config
+from lpie_model.config import ModelConfig
+from lpie_model.deploy import rebuild_for_shape
+from lpie_model.errors import ModelConfigError
+from lpie_model.layers import CLIP_MAX
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +65,47 @@ def test_fixed_shape_rebuild_matches_dynamic(base):
     assert "pad" not in names and "crop" not in names
 
 
-def test_bad_options_raise_config_error():
-    with pytest.raises(ConfigError, match="valid variants: base, large"):
+def test_bad_options_raise_model_config_error():
+    with pytest.raises(ModelConfigError, match="valid variants: base, large"):
         build_lpienet("huge")
-    with pytest.raises(ConfigError, match="activation"):
+    with pytest.raises(ModelConfigError, match="activation"):
         build_lpienet(activation="gelu")
-    with pytest.raises(ConfigError, match="widths"):
+    with pytest.raises(ModelConfigError, match="widths"):
         build_lpienet(widths=[16, 32])
-    with pytest.raises(ConfigError, match="dw_kernel"):
+    with pytest.raises(ModelConfigError, match="dw_kernel"):
         build_lpienet(dw_kernel=4)
+    with pytest.raises(ModelConfigError, match="valid keys"):
+        ModelConfig.from_dict({"variant": "base", "depth": 3})
+
+
+def test_build_from_a_config_equals_build_from_options():
+    config = ModelConfig(widths=(4, 8, 4), activation="relu")
+    a = build_lpienet(config)
+    b = build_lpienet(widths=[4, 8, 4], activation="relu")
+    assert a.lpie_config == b.lpie_config == config.resolved()
+    assert a.count_params() == b.count_params()
+    assert build_lpienet(config, activation="elu").lpie_config["activation"] == "elu"
+
+
+def test_keras_file_options_are_recovered(tmp_path):
+    """A .keras file carries no model.json: its options come from its layers and graph."""
+    options = {"widths": (4, 8, 4), "activation": "relu", "dw_kernel": 5, "irb_second_input": "y"}
+    path = tmp_path / "y.keras"
+    build_lpienet(**options).save(path)
+    assert load_model(path).lpie_config == ModelConfig(**options).resolved()
+
+
+NETWORK_MODULES = ("layers", "lpienet", "losses", "metrics", "config", "errors", "deploy")
+
+
+def test_the_network_imports_nothing_from_lpie_data():
+    code = (
+        "import sys\n"
+        + "".join(f"import lpie_model.{m}\n" for m in NETWORK_MODULES)
+        + "print(sorted(m for m in sys.modules if m.startswith('lpie_data')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_load_model_layouts(base, tmp_path):
@@ -78,7 +116,7 @@ def test_load_model_layouts(base, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     base.save_weights(run / "best.weights.h5")
-    save_config(run, variant="base")
+    write_config(run, {"variant": "base"})
     assert json.loads((run / "model.json").read_text()) == {"variant": "base"}
     loaded = load_model(run)
     np.testing.assert_array_equal(loaded(x).numpy(), want)

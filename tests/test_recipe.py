@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,15 @@ def test_every_strategy_has_a_factory() -> None:
     from lpie_model.strategies import STRATEGIES as FACTORIES
 
     assert tuple(FACTORIES) == STRATEGIES
+
+
+def test_loading_a_recipe_does_not_import_tensorflow() -> None:
+    """The [model] table is checked by the plain-Python ModelConfig, not by building a network."""
+    code = (
+        "import sys\n"
+        "from lpie_model.recipe import load_recipe\n"
+        f"r = load_recipe({str(RECIPES / 'smoke.toml')!r})\n"
+        "print(r.model.variant, 'tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["base", "False", "False"]

@@ -88,7 +88,7 @@ def test_smoke_recipe_learns_and_fills_the_run_folder(tmp_path: Path) -> None:
         assert list((run / "logs" / logs).iterdir())
     assert (run / "checkpoints" / "checkpoint").is_file()
 
-    from lpie_model.lpienet import load_model
+    from lpie_model.checkpoint import load_model
 
     model = load_model(run)
     out = model(np.full((1, 20, 28, 3), 0.5, np.float32)).numpy()
@@ -312,12 +312,6 @@ def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
         check_run_dir(other, str(run), resume=True)
 
 
-def test_run_files_are_the_ones_load_model_reads() -> None:
-    from lpie_model import lpienet, rundir
-
-    assert (rundir.WEIGHTS_FILE, rundir.MODEL_FILE) == (lpienet.WEIGHTS_FILE, lpienet.CONFIG_FILE)
-
-
 def test_train_help_ends_with_an_example() -> None:
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
@@ -356,7 +350,7 @@ def test_linear_data_is_refused_with_the_fix_unless_mapped(tmp_path: Path) -> No
     saved = json.loads((run / "model.json").read_text())
     assert saved == {"variant": "base", "widths": [8, 16, 8], "activation": "elu",
                      "dw_kernel": 3, "irb_second_input": "m", "value_space": "reinhard"}
-    from lpie_model.lpienet import load_model
+    from lpie_model.checkpoint import load_model
 
     assert load_model(run).lpie_value_space == "reinhard"
     # Validation ran in the Reinhard domain: the stored pairs are target/2 vs target; mapped,

@@ -1,0 +1,160 @@
+"""LPIENet's custom Keras layers: padding and cropping to the pooling multiple, x2 upsampling,
+space-to-depth and back, channel pooling and the output clip.
+
+Each layer is registered as serializable (package "lpie"), so `.keras` files load without
+custom-object arguments. All of them convert to builtin TFLite ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from lpie_model.errors import ModelConfigError
+
+CLIP_MAX = 1.0 - 1e-5  # the paper's output range is [0, 1 - 1e-5] (Sec. 4.2)
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class PadToMultiple(keras.layers.Layer):
+    """Pads H and W at the bottom/right up to the next multiple of `multiple`, by reflection.
+
+    The same values as `numpy.pad(x, ..., mode="reflect")` (the tiled runner's padding): the
+    rows below the image mirror the last rows without repeating the edge row. Written as a slice
+    of the last `multiple - 1` rows (columns), reversed and concatenated, then a slice to the next
+    multiple: constant-size ops keep the channel count static and every TFLite op builtin (a
+    computed paddings tensor does not; see docs/tensorflow facts). A side of 1 or 2 pixels has too
+    few rows to mirror; the rest is filled with zeros there.
+    """
+
+    def __init__(self, multiple: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        m = self.multiple
+        shape = tf.shape(x)
+        h = (shape[1] + m - 1) // m * m
+        w = (shape[2] + m - 1) // m * m
+        if m > 1:
+            x = tf.concat([x, tf.reverse(x[:, -m:-1], [1])], axis=1)
+            x = tf.concat([x, tf.reverse(x[:, :, -m:-1], [2])], axis=2)
+            x = tf.pad(x, [[0, 0], [0, m - 1], [0, m - 1], [0, 0]])  # only for sides < 3
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        def up(n: int | None) -> int | None:
+            return None if n is None else (n + self.multiple - 1) // self.multiple * self.multiple
+
+        return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class CropLike(keras.layers.Layer):
+    """Crops `x` (B, H', W', C) to the spatial size of `ref` (B, H, W, *), H <= H', W <= W'."""
+
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+        x, ref = inputs
+        shape = tf.shape(ref)
+        return x[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shapes: Sequence[tuple]) -> tuple:
+        x, ref = input_shapes
+        return (x[0], ref[1], ref[2], x[3])
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class Upsample2x(keras.layers.Layer):
+    """Bilinear x2 upsampling (half-pixel centres) to twice the runtime spatial shape.
+
+    Keras' `UpSampling2D(interpolation="bilinear")` and `keras.ops.image.resize` cannot take a
+    computed size; TensorFlow's resize with a runtime size converts to one RESIZE_BILINEAR op.
+    With a static input size the target size is a constant (what XNNPACK needs to delegate it).
+    """
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        h, w = x.shape[1], x.shape[2]
+        if h is not None and w is not None:
+            size = (2 * h, 2 * w)
+        else:
+            size = tf.shape(x)[1:3] * 2
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class SpaceToDepth2(keras.layers.Layer):
+    """2x2 space-to-depth: (B, H, W, C) -> (B, H/2, W/2, 4C); H and W even."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.space_to_depth(x, 2)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        b, h, w, c = input_shape
+        return (b, None if h is None else h // 2, None if w is None else w // 2, 4 * c)
+
+
+def s2d_kernel_size(k: int) -> int:
+    """Kernel size, in 2x2 blocks, of a 'same' k x k convolution rewritten on space-to-depth."""
+    p = (k - 1) // 2
+    return 2 * ((p + 1) // 2) + 1
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class DepthToSpace2(keras.layers.Layer):
+    """2x2 depth-to-space: (B, H, W, 4C) -> (B, 2H, 2W, C)."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.depth_to_space(x, 2)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        b, h, w, c = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c // 4)
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class ChannelPool(keras.layers.Layer):
+    """Per-pixel mean or max over channels: (B, H, W, C) -> (B, H, W, 1)."""
+
+    def __init__(self, mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("mean", "max"):
+            raise ModelConfigError(f"ChannelPool mode {mode!r}: valid modes are 'mean', 'max'")
+        self.mode = mode
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        if self.mode == "mean":
+            return keras.ops.mean(x, axis=-1, keepdims=True)
+        return keras.ops.max(x, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:3], 1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="lpie")
+class Clip(keras.layers.Layer):
+    """Clips values to [lo, hi] (the paper's [0, 1 - 1e-5] output range)."""
+
+    def __init__(self, lo: float = 0.0, hi: float = CLIP_MAX, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lo = float(lo)
+        self.hi = float(hi)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return keras.ops.clip(x, self.lo, self.hi)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "lo": self.lo, "hi": self.hi}
+
