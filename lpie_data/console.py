@@ -80,20 +80,30 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def handle_errors(fn: F) -> F:
-    """Turn lpie's own exceptions into a red message and exit status 1."""
+def error_handler(*errors: type[Exception]) -> Callable[[F], F]:
+    """A decorator turning `LpieError` and the given exception types (e.g. `lpie_model`'s network
+    errors, which lpie_data cannot know) into a red message and exit status 1, and Ctrl-C into
+    a note and exit status 130."""
+    caught = (LpieError, *errors)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LpieError as e:
-            raise fail(str(e)) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted; rerun the same command to resume[/]")
-            raise typer.Exit(130) from None
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except caught as e:
+                raise fail(str(e)) from None
+            except KeyboardInterrupt:
+                err_console.print("[yellow]interrupted; rerun the same command to resume[/]")
+                raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+handle_errors = error_handler()
+handle_errors.__doc__ = "Turn lpie's own exceptions into a red message and exit status 1."
 
 
 @contextlib.contextmanager

@@ -15,10 +15,14 @@ from lpie_data.console import (
     console,
     err_console,
     fail,
-    handle_errors,
+    error_handler,
     progress_bar,
     quiet_tensorflow,
 )
+from lpie_model.errors import ModelError
+
+# lpie_data's errors and the network's own (lpie_model.errors) become a message and exit 1.
+handle_errors = error_handler(ModelError)
 
 app = typer.Typer(
     name="lpie-model",

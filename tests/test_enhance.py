@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from lpie_data.images import png_header, read_image, write_png
 from lpie_model import build_lpienet, load_model
+from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.cli import app
 from lpie_model.enhance import EnhanceOptions, restore
-from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.runner import KerasRunner, LiteRTRunner, blend_weights, predict, tile_spans
 
 cli = CliRunner()

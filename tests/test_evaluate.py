@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet, load_model, metrics
+from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.cli import app
 from lpie_model.evaluate import CSV_COLUMNS, evaluate
-from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.runner import KerasRunner, LiteRTRunner
 
 cli = CliRunner()

@@ -13,8 +13,8 @@ from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
-from lpie_model.cli import app
 from lpie_model.checkpoint import write_config
+from lpie_model.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lpie_model.errors import ModelConfigError, ShapeError
 from lpie_model import losses, metrics
+from lpie_model.errors import ModelConfigError, ShapeError
 
 
 @pytest.fixture(scope="module")
