@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.console import (
+    LpieGroup,
     console,
     err_console,
     handle_errors,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from lpie_data.jobs import JobOptions
 
 app = typer.Typer(
+    cls=LpieGroup,
     no_args_is_help=True,
     help="Prepare, synthesise, inspect and preview lpie pair datasets (TFRecord shards).",
     pretty_exceptions_enable=False,

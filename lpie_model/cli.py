@@ -12,6 +12,7 @@ import typer
 
 from lpie_data import storage
 from lpie_data.console import (
+    LpieGroup,
     console,
     err_console,
     fail,
@@ -21,6 +22,7 @@ from lpie_data.console import (
 )
 
 app = typer.Typer(
+    cls=LpieGroup,
     name="lpie-model",
     help="Train, evaluate, export and benchmark LPIENet image restoration models.",
     no_args_is_help=True,
