@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from lpie_data.errors import ConfigError, DataError
+from lpie_model.rundir import MODEL_FILE as CONFIG_FILE
+from lpie_model.rundir import WEIGHTS_FILE
 
 VARIANTS: dict[str, tuple[int, ...]] = {
     "base": (16, 32, 64, 32, 16),
@@ -41,8 +43,6 @@ DEFAULTS: dict[str, Any] = {
     "irb_second_input": "m",
 }
 CLIP_MAX = 1.0 - 1e-5
-WEIGHTS_FILE = "best.weights.h5"
-CONFIG_FILE = "model.json"
 
 
 # --------------------------------------------------------------------------- custom layers

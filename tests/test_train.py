@@ -312,12 +312,6 @@ def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
         check_run_dir(other, str(run), resume=True)
 
 
-def test_run_files_are_the_ones_load_model_reads() -> None:
-    from lpie_model import lpienet, rundir
-
-    assert (rundir.WEIGHTS_FILE, rundir.MODEL_FILE) == (lpienet.WEIGHTS_FILE, lpienet.CONFIG_FILE)
-
-
 def test_train_help_ends_with_an_example() -> None:
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0
