@@ -1,10 +1,9 @@
-"""`lpie-data inspect` (and --verify), `lpie-data preview`, and help text of every command."""
+"""`lpie-data inspect` (and --verify) and `lpie-data preview` (every help text: test_docs.py)."""
 
 import shutil
 
 import numpy as np
 import pytest
-import typer
 from fixtures.sidd import read_png
 from typer.testing import CliRunner
 
@@ -99,28 +98,6 @@ def test_preview_errors(dataset, tmp_path):
                             str(tmp_path / "s.png")])
     assert r.exit_code == 1 and "no split 'test'" in r.stderr
     assert not (tmp_path / "s.png").exists()
-
-
-def _leaf_commands(group, prefix: str = "lpie-data"):
-    for name, cmd in sorted(group.commands.items()):
-        path = f"{prefix} {name}"
-        if hasattr(cmd, "commands"):  # a (Typer) group
-            yield from _leaf_commands(cmd, path)
-        else:
-            yield path, cmd
-
-
-def test_every_command_has_help_ending_with_an_example():
-    root = typer.main.get_command(app)
-    commands = list(_leaf_commands(root))
-    names = [p for p, _ in commands]
-    assert {"lpie-data prepare sidd", "lpie-data inspect", "lpie-data preview"} <= set(names)
-    for path, cmd in commands:
-        lines = [ln.strip() for ln in (cmd.help or "").strip().splitlines() if ln.strip()]
-        assert len(lines) >= 2, f"{path}: no help text"
-        assert lines[-1].startswith("Example: " + path), f"{path}: help must end with an example"
-        r = runner.invoke(app, [*path.split()[1:], "--help"])
-        assert r.exit_code == 0 and "Example:" in r.output, path
 
 
 def test_preview_bad_count_and_missing_shard(dataset, tmp_path):
