@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.console import (
+    LpieGroup,
     console,
     err_console,
     handle_errors,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from lpie_data.jobs import JobOptions
 
 app = typer.Typer(
+    cls=LpieGroup,
     no_args_is_help=True,
     help="Prepare, synthesise, inspect and preview lpie pair datasets (TFRecord shards).",
     pretty_exceptions_enable=False,
@@ -361,7 +363,7 @@ def synth(
         "dataset (its targets); repeatable. Default: built-in sample photos.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", exists=True, dir_okay=False,
-        help="TOML file with a \\[synth] table (see README).")] = None,
+        help="TOML file with a \\[synth] table (see docs/synthesis.md).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed.")] = 0,
     val_fraction: Annotated[float, typer.Option(
         "--val-fraction", min=0.0, max=0.99, help="Share of source images for validation.")] = 0.1,

@@ -136,3 +136,39 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+class LpieGroup(typer.core.TyperGroup):
+    """Root group of both CLIs (``typer.Typer(cls=LpieGroup)``): help shows what each option takes.
+
+    Typer 0.29's rich help prints a type for every parameter, so flags read ``--compare <bool>``
+    and repeatable options ``--psf <list[Path]>``, as if they took such a value. Once the whole
+    command tree is built, this gives flags no metavar, repeatable options their element type
+    (``--psf <path>``, once per value) and variadic arguments ``<path>...``. It runs in
+    ``main`` (what ``app()`` and ``CliRunner.invoke(app)`` call), after Typer has added the
+    completion options.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _tidy_metavars(self)
+        return super().main(*args, **kwargs)
+
+
+def _tidy_metavars(command: typer.core.TyperCommand | typer.core.TyperGroup) -> None:
+    # The help option is made on first use and cached, so make it now to reach it too.
+    ctx = typer.Context(command, **(command.context_settings or {}))
+    help_option = command.get_help_option(ctx)
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            label = ""
+        elif getattr(param, "type_descriptor", None) is not None and param.type_descriptor.is_list:
+            label = param.display_type(ctx)  # e.g. "<list[Path]>", "<list[fp32|int8]>"
+            inner = label.removeprefix("<list[").removesuffix("]>")
+            label = f"<{inner.lower() if inner.isidentifier() else inner}>"
+            if param.nargs != 1:
+                label += "..."
+        else:
+            continue
+        param.display_type_rich = lambda ctx, label=label: label  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_metavars(sub)

@@ -12,6 +12,7 @@ import typer
 
 from lpie_data import storage
 from lpie_data.console import (
+    LpieGroup,
     console,
     err_console,
     fail,
@@ -25,6 +26,7 @@ from lpie_model.errors import ModelError
 handle_errors = error_handler(ModelError)
 
 app = typer.Typer(
+    cls=LpieGroup,
     name="lpie-model",
     help="Train, evaluate, export and benchmark LPIENet image restoration models.",
     no_args_is_help=True,

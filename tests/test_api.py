@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_udc_gopro import make_discnet, make_gopro_nested, make_mipi, tree_bytes
+from fixtures.sidd import make_sidd_tree, make_validation
+from fixtures.udc_gopro import make_discnet, make_gopro_nested, make_mipi, tree_bytes
 from PIL import Image
-from sidd_fixtures import make_sidd_tree, make_validation
 from typer.testing import CliRunner
 
 import lpie_data

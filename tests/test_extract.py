@@ -2,7 +2,7 @@
 `lpie-data preview` shows sRGB too."""
 
 import numpy as np
-from sidd_fixtures import make_sidd_tree, read_png
+from fixtures.sidd import read_png
 from typer.testing import CliRunner
 
 from lpie_data import iter_pairs
@@ -15,12 +15,8 @@ from lpie_data.valuespace import convert
 runner = CliRunner()
 
 
-def test_extract_uint8_pairs_match_records(tmp_path):
-    root = make_sidd_tree(tmp_path)
-    out = tmp_path / "ds"
-    r = runner.invoke(app, ["prepare", "sidd", "--root", str(root), "--out", str(out),
-                            "--tile", "32", "--jobs", "1"])
-    assert r.exit_code == 0, r.output
+def test_extract_uint8_pairs_match_records(sidd_dataset, tmp_path):
+    out = sidd_dataset
     r = runner.invoke(app, ["extract", str(out), "--split", "train", "--count", "2",
                             "--out", str(tmp_path / "x")])
     assert r.exit_code == 0, r.output

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_udc_gopro import (
+from fixtures.udc_gopro import (
     GOPRO_H,
     GOPRO_TEST,
     GOPRO_TRAIN,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_udc_gopro import make_gopro_nested
+from fixtures.udc_gopro import make_gopro_nested
 
 from lpie_data.errors import DataError, OutputError
 from lpie_data.jobs import LOCK_FILE, WORK_DIR, JobOptions, WorkItem, output_lock, run_job
@@ -301,7 +301,7 @@ def test_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
 def test_misnamed_sidd_scene_folder_is_reported(tmp_path):
     import shutil
 
-    from sidd_fixtures import make_sidd_tree
+    from fixtures.sidd import make_sidd_tree
     from typer.testing import CliRunner
 
     from lpie_data.cli import app

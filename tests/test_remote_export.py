@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from lpie_data import storage
 
@@ -17,11 +18,17 @@ def test_export_to_ram_filesystem_and_run_from_there():
     image = np.random.default_rng(0).random((24, 40, 3), dtype=np.float32)
     out = "ram://lpie-export-test/model.tflite"
     report = export_tflite(model, out, precision="fp32", parity_images=[("r", image)])
-    assert report["parity"]
     with storage.open_file(out, "rb") as f:
         content = f.read()
     with storage.open_file("ram://lpie-export-test/model.json", "rb") as f:
-        assert json.loads(f.read())["model"] == "model.tflite"
+        written = json.loads(f.read())
+    # The report next to the model is the one returned, and describes the file written there.
+    assert written == json.loads(json.dumps(report))
+    assert written["model"] == "model.tflite" and written["bytes"] == len(content)
+    assert written["precision"] == "fp32" and "CONV_2D" in written["ops"]
+    (row,) = written["parity"]["images"]
+    assert row["name"] == "r" and row["size"] == [24, 40]
+    assert written["parity"]["passed"] is True and 0 <= row["max_abs_diff"] <= 1e-4
     interp = Interpreter(model_content=content)
     inp = interp.get_input_details()[0]
     interp.resize_tensor_input(inp["index"], [1, 24, 40, 3])
@@ -30,4 +37,5 @@ def test_export_to_ram_filesystem_and_run_from_there():
     interp.invoke()
     got = interp.get_tensor(interp.get_output_details()[0]["index"])[0]
     want = model(image[None], training=False).numpy()[0]
-    assert np.abs(got - want).max() <= 1e-4
+    # Run from ram://, the file gives the difference its parity report recorded.
+    assert np.abs(got - want).max() == pytest.approx(row["max_abs_diff"], abs=1e-7)

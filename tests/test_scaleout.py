@@ -240,7 +240,6 @@ def test_ram_output_from_dask_workers_resumes(cluster, sidd_root, local_sidd):
 
 
 def test_synth_on_dask_is_byte_identical(cluster, tmp_path):
-    pytest.importorskip("lpie_data.synth.pipeline")
     cfg = tmp_path / "synth.toml"
     cfg.write_text("[synth]\ncrop = 32\npairs_per_image = 1\n")
     yy, xx = np.mgrid[-7:8, -7:8]

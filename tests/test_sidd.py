@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sidd_fixtures import (
+from fixtures.sidd import (
     FOLDERS,
     corrupt_middle,
     make_sidd_tree,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures_udc_gopro import UDC_TEST, UDC_TRAIN, make_discnet
+from fixtures.udc_gopro import UDC_TEST, UDC_TRAIN, make_discnet
 from typer.testing import CliRunner
 
 from lpie_data import iter_pairs, read_manifest

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sidd_fixtures import make_sidd_tree, make_validation
+from fixtures.sidd import make_sidd_tree, make_validation
 from typer.testing import CliRunner
 
 from lpie_data import iter_pairs, read_manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_udc_gopro import (
+from fixtures.udc_gopro import (
     UDC_SIZE,
     UDC_TEST,
     UDC_TRAIN,

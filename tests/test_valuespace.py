@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from sidd_fixtures import make_sidd_tree
+from fixtures.sidd import make_sidd_tree
 from typer.testing import CliRunner
 
 from lpie_data import value_space_of

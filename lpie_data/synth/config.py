@@ -44,7 +44,7 @@ def _as_range(value: Any, key: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Parameters of y = gamma(C(x * k + n)); see the README's `[synth]` config table for each key.
+    """Parameters of y = gamma(C(x * k + n)); each key: the `[synth]` table in docs/synthesis.md.
 
     crop: side of the square crops in pixels (smaller sources give smaller crops).
     pairs_per_image: crops drawn from each source image.
