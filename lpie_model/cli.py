@@ -15,8 +15,8 @@ from lpie_data.console import (
     LpieGroup,
     console,
     err_console,
-    fail,
     error_handler,
+    fail,
     progress_bar,
     quiet_tensorflow,
 )
