@@ -39,7 +39,7 @@ def make_trainer(variant: str = "base", batch: int = 4) -> Any:
     import tensorflow as tf
 
     from lpie_model.recipe import recipe_from_dict
-    from lpie_model.train import Trainer
+    from lpie_model.trainer import Trainer
 
     recipe = recipe_from_dict({"model": {"variant": variant},
                                "data": {"datasets": [{"path": "unused"}], "batch_size": batch}})

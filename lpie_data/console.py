@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -94,8 +94,7 @@ def error_handler(*errors: type[Exception]) -> Callable[[F], F]:
             except caught as e:
                 raise fail(str(e)) from None
             except KeyboardInterrupt:
-                err_console.print("[yellow]interrupted; rerun the same command to resume[/]")
-                raise typer.Exit(130) from None
+                raise interrupted() from None
 
         return wrapper  # type: ignore[return-value]
 
@@ -106,13 +105,24 @@ handle_errors = error_handler()
 handle_errors.__doc__ = "Turn lpie's own exceptions into a red message and exit status 1."
 
 
+class ProgressUpdate(Protocol):
+    """``update(done, total=None, *, description=None, note=None)``: what `progress_bar` yields."""
+
+    def __call__(self, done: int | None = None, total: int | None = None, *,
+                 description: str | None = None, note: str | None = None) -> None: ...
+
+
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar; yields ``update(done, total=None)`` for library callbacks."""
+def progress_bar(description: str, total: int | None = None) -> Iterator[ProgressUpdate]:
+    """A rich progress bar on stderr (shown on a terminal, or with LPIE_PROGRESS=1); yields
+    ``update(done, total=None, *, description=None, note=None)`` for library callbacks: steps
+    done, a new total, a new description (e.g. the epoch) and a short note after the bar (e.g.
+    the loss)."""
     progress = Progress(
         TextColumn("[bold blue]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
@@ -120,14 +130,28 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         disable=not sys.stderr.isatty() and os.environ.get("LPIE_PROGRESS") != "1",
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, note="")
 
-        def update(done: int, total: int | None = None) -> None:
+        def update(done: int | None = None, total: int | None = None, *,
+                   description: str | None = None, note: str | None = None) -> None:
+            fields: dict[str, Any] = {}
             if total is not None:
-                progress.update(task, total=total)
-            progress.update(task, completed=done)
+                fields["total"] = total
+            if done is not None:
+                fields["completed"] = done
+            if description is not None:
+                fields["description"] = description
+            if note is not None:
+                fields["note"] = note
+            progress.update(task, **fields)
 
         yield update
+
+
+def interrupted(hint: str = "rerun the same command to resume") -> typer.Exit:
+    """After Ctrl-C: says how to go on (``hint``) and returns the exit (status 130) to raise."""
+    err_console.print(f"[yellow]interrupted; {escape(hint)}[/]", soft_wrap=True)
+    return typer.Exit(130)
 
 
 def human_bytes(n: float) -> str:

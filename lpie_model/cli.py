@@ -17,6 +17,7 @@ from lpie_data.console import (
     err_console,
     error_handler,
     fail,
+    interrupted,
     progress_bar,
     quiet_tensorflow,
 )
@@ -208,34 +209,21 @@ def train_cmd(
     Example: lpie-model train recipes/smoke.toml --out runs/smoke
     """
     quiet_tensorflow()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from lpie_model.recipe import load_recipe
     from lpie_model.train import TrainEvent, train
 
     spec = load_recipe(recipe)
     run_dir = out or str(Path("runs") / recipe.stem)
-    bar = Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=err_console, disable=not err_console.is_terminal)
-    task = bar.add_task("preparing", total=None, note="")
 
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
 
     def report(e: TrainEvent) -> None:
         if e.kind == "synth_wait":
-            bar.update(task, description="waiting for the chief's dataset")
+            update(description="waiting for the chief's dataset")
             say(f"waiting for the chief to write {e.info['path']}")
         elif e.kind == "synth":
-            bar.update(task, description="synthesising data", completed=e.done, total=e.total)
+            update(e.done, e.total, description="synthesising data")
         elif e.kind == "start":
             i = e.info
             for note in i.get("notes", ()):
@@ -248,10 +236,10 @@ def train_cmd(
                       if i["data_value_space"] != i["value_space"] else "")
             say(f"value space: {i['value_space']}{mapped}")
         elif e.kind == "step":
-            bar.update(task, description=f"epoch {e.epoch}/{e.epochs}", completed=e.step,
-                       total=e.steps, note=f"loss {e.loss:.4f}")
+            update(e.step, e.steps, description=f"epoch {e.epoch}/{e.epochs}",
+                   note=f"loss {e.loss:.4f}")
         elif e.kind == "validate":
-            bar.update(task, note="validating")
+            update(note="validating")
         elif e.kind == "epoch" and e.record is not None:
             r = e.record
             best = "  [green]best[/]" if e.improved else ""
@@ -260,12 +248,11 @@ def train_cmd(
                 f"{r.seconds:.0f} s{best}")
 
     try:
-        with bar:
+        with progress_bar("preparing") as update:
             result = train(spec, run_dir, resume=resume, progress=report)
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted; continue with:[/] lpie-model train {recipe} "
-                          f"--out {run_dir} --resume")
-        raise typer.Exit(130) from None
+        raise interrupted(f"continue with: lpie-model train {recipe} --out {run_dir} --resume"
+                          ) from None
     if result.epochs_done == result.resumed_from:
         say(f"[green]{run_dir} had already trained {result.epochs_done} epochs[/]")
     say(f"[green]best: epoch {result.best_epoch}, {result.best_val_psnr:.2f} dB PSNR, "

@@ -21,7 +21,8 @@ from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_model.cli import app
 from lpie_model.recipe import Recipe, recipe_from_dict
-from lpie_model.train import PlateauState, TrainEvent, plateau_step, train
+from lpie_model.train import TrainEvent, train
+from lpie_model.trainer import PlateauState, plateau_step
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
