@@ -50,33 +50,35 @@ def make(folder: Path, sizes: list[tuple[int, int]], variants: list[str]) -> Non
     import keras
     import numpy as np
 
-    from lpie_model import export as ex
+    from lpie_model import convert as cv
+    from lpie_model import runtime as rt
+    from lpie_model import samples as smp
     from lpie_model.deploy import rebuild_for_shape
     from lpie_model.lpienet import build_lpienet
 
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     model = build_lpienet("base")
-    photos = [img for _, img in ex.sample_photos()]
+    photos = [img for _, img in smp.sample_photos()]
     for h, w in sizes:
-        x = ex.fit_to_size(photos[0], (h, w))
+        x = smp.fit_to_size(photos[0], (h, w))
         want = model(x[None]).numpy()[0]
-        calibration = [ex.fit_to_size(photos[i % 3], (h, w)) for i in range(4)]
+        calibration = [smp.fit_to_size(photos[i % 3], (h, w)) for i in range(4)]
         for variant in variants:
             if variant == "plain":
                 net = rebuild_for_shape(model, h, w, fused_attention=True)
-                content = ex.convert_keras(net, size=(h, w))
+                content = cv.convert_keras(net, size=(h, w))
             elif variant == "split":
-                content = ex.convert(model, size=(h, w), optimize=False)
+                content = cv.convert(model, size=(h, w), optimize=False)
             elif variant == "split-int8":
-                content = ex.convert(
+                content = cv.convert(
                     model, precision="int8", size=(h, w), calibration=calibration, optimize=False
                 )
             else:
                 precision = {"export": "fp32", "export-fp16": "fp16", "export-int8": "int8"}[
                     variant
                 ]
-                content = ex.convert(
+                content = cv.convert(
                     model,
                     precision=precision,
                     size=(h, w),
@@ -84,7 +86,7 @@ def make(folder: Path, sizes: list[tuple[int, int]], variants: list[str]) -> Non
                 )
             path = folder / f"{variant}-{h}x{w}.tflite"
             path.write_bytes(content)
-            got = ex.TFLiteRunner(content)(x)
+            got = rt.LiteRTRunner(content)(x)
             diff = float(np.abs(got - want).max())
             print(
                 f"{path.name}: {len(content)} bytes, max|TFLite - Keras| = {diff:.2e}", flush=True
@@ -102,7 +104,7 @@ def time_folder(
 ) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from lpie_model.benchmark import WARMUP_MIN_S, random_input
+    from lpie_model.latency import WARMUP_MIN_S, random_input
 
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -190,28 +192,29 @@ def make_compare(folder: Path, sizes: list[tuple[int, int]]) -> None:
     """Plain fp32, export fp32 and export int8 per size, and one dynamic fp32 export."""
     import keras
 
-    from lpie_model import export as ex
+    from lpie_model import convert as cv
+    from lpie_model import samples as smp
     from lpie_model.deploy import rebuild_for_shape
     from lpie_model.lpienet import build_lpienet
 
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     model = build_lpienet("base")
-    photos = [img for _, img in ex.sample_photos()]
-    crops = ex.calibration_crops(photos, count=8, crop=(256, 256), per_image=3)
+    photos = [img for _, img in smp.sample_photos()]
+    crops = smp.calibration_crops(photos, count=8, crop=(256, 256), per_image=3)
     for h, w in sizes:
         files = {
-            "plain": ex.convert_keras(
+            "plain": cv.convert_keras(
                 rebuild_for_shape(model, h, w, fused_attention=True), size=(h, w)
             ),
-            "export": ex.convert(model, size=(h, w)),
-            "export-int8": ex.convert(model, precision="int8", size=(h, w), calibration=crops),
+            "export": cv.convert(model, size=(h, w)),
+            "export-int8": cv.convert(model, precision="int8", size=(h, w), calibration=crops),
         }
         for variant, content in files.items():
             (folder / f"{variant}-{h}x{w}.tflite").write_bytes(content)
             print(f"{variant}-{h}x{w}.tflite: {len(content)} bytes", flush=True)
     (folder / "dynamic").mkdir(exist_ok=True)
-    (folder / "dynamic" / "fp32.tflite").write_bytes(ex.convert(model))
+    (folder / "dynamic" / "fp32.tflite").write_bytes(cv.convert(model))
 
 
 def peak_memory(path: Path, threads: int | None, size: tuple[int, int] | None = None) -> float:
@@ -229,7 +232,7 @@ def peak_memory(path: Path, threads: int | None, size: tuple[int, int] | None = 
 def _mem_worker(argv: list[str]) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from lpie_model.benchmark import peak_memory_kib, random_input
+    from lpie_model.latency import peak_memory_kib, random_input
 
     base = peak_memory_kib() or 0
     it = Interpreter(model_path=argv[0], num_threads=int(argv[1]) or None)

@@ -5,47 +5,34 @@ H_out * W_out * k_h * k_w * C_in * C_out, every DepthwiseConv2D H_out * W_out * 
 biases, activations, pooling, resizing and element-wise ops are not counted (the usual convention,
 and the one behind the paper's numbers; FLOPs ~ 2 x MACs).
 
-Latency is measured on a fixed-size .tflite export per size (XNNPACK on CPU), in a fresh
-subprocess per model so that its peak memory (`VmHWM` of /proc/self/status, Linux) belongs to that
-model alone: the median of `runs` timed invocations after `warmup` untimed ones, and after at
-least `WARMUP_MIN_S` seconds of untimed runs.
+Latency and peak memory are measured on a fixed-size .tflite export per size, each in a fresh
+subprocess (`lpie_model.latency`). `run_benchmark` is the whole `lpie-model benchmark`: a
+.tflite file, a trained model or an untrained variant.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lpie_data.errors import ConfigError, DataError
+from lpie_data.errors import ConfigError
 from lpie_data.jsonfile import json_safe
+from lpie_model.latency import machine_description, measure_tflite
 
 DEFAULT_SIZES = ((256, 256), (800, 800), (1080, 1920), (1440, 2560), (2160, 3840))
+
+
 SIZE_NAMES = {(1080, 1920): "FHD", (1440, 2560): "2K", (2160, 3840): "4K"}
+
+
 BENCH_CALIBRATION_IMAGES = 4
-WARMUP_MIN_S = 2.0
+
 
 Progress = Callable[[str], None]
-
-
-def random_input(detail: dict[str, Any]) -> Any:
-    """A seeded random tensor for an interpreter input (``get_input_details()`` entry):
-    float32 in [0, 1), or integers over the whole range of a quantised input's dtype."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    if detail["dtype"] == np.float32:
-        return rng.random(detail["shape"], dtype=np.float32)
-    info = np.iinfo(detail["dtype"])
-    return rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
 
 
 def count_macs(model: Any, height: int, width: int) -> int:
@@ -99,98 +86,6 @@ def indirection_bytes(content: bytes) -> int:
     return total
 
 
-def peak_memory_kib() -> int | None:
-    """This process's peak resident set size in KiB (VmHWM), or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def time_tflite(
-    path: str | Path,
-    *,
-    threads: int | None,
-    runs: int,
-    warmup: int,
-    size: tuple[int, int] | None = None,
-) -> dict:
-    """Times one .tflite model in this process (see `measure_tflite` for isolation).
-
-    `size` (H, W) resizes a dynamic-size model's input first. Returns {"times_s": [...],
-    "median_s", "min_s", "load_s", "base_kib", "peak_kib"} (memory: VmHWM before loading / after).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    base = peak_memory_kib()
-    t0 = time.perf_counter()
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    inp = interpreter.get_input_details()[0]
-    if size is not None:
-        interpreter.resize_tensor_input(inp["index"], [1, size[0], size[1], 3])
-    interpreter.allocate_tensors()
-    load = time.perf_counter() - t0
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], random_input(inp))
-    # At least `warmup` runs and WARMUP_MIN_S seconds: multi-threaded runs were seen here to
-    # need about a second of work before they reach their steady speed (about 1.5x faster).
-    t0 = time.perf_counter()
-    done = 0
-    while done < warmup or time.perf_counter() - t0 < WARMUP_MIN_S:
-        interpreter.invoke()
-        done += 1
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - t)
-    return {
-        "times_s": times,
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "load_s": load,
-        "base_kib": base,
-        "peak_kib": peak_memory_kib(),
-    }
-
-
-def measure_tflite(
-    path: str | Path,
-    *,
-    threads: int | None = None,
-    runs: int = 5,
-    warmup: int = 2,
-    size: tuple[int, int] | None = None,
-) -> dict:
-    """`time_tflite` in a fresh Python subprocess (clean peak-memory accounting).
-
-    Raises:
-        ConfigError: bad runs/warmup. DataError: the subprocess failed (stderr tail in message).
-    """
-    if runs < 1 or warmup < 0:
-        raise ConfigError(f"runs must be >= 1 and warmup >= 0, got {runs}, {warmup}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "lpie_model.benchmark",
-        str(path),
-        str(threads or 0),
-        str(runs),
-        str(warmup),
-    ]
-    if size is not None:
-        cmd += [str(size[0]), str(size[1])]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise DataError(f"{path}: benchmark run failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 @dataclass
 class BenchRow:
     """One (size, precision) measurement; times in seconds, memory in MiB; label "HxW (name)"."""
@@ -238,11 +133,12 @@ def benchmark(
     Returns:
         {"params", "threads", "runs", "warmup", "machine", "rows": [BenchRow as dict, ...]}.
     """
-    from lpie_model import export as ex
+    from lpie_model import convert as cv
+    from lpie_model import samples as smp
 
     for p in precisions:
-        if p not in ex.PRECISIONS:
-            raise ConfigError(f"unknown precision {p!r}; valid: {', '.join(ex.PRECISIONS)}")
+        if p not in cv.PRECISIONS:
+            raise ConfigError(f"unknown precision {p!r}; valid: {', '.join(cv.PRECISIONS)}")
     threads = threads or os.cpu_count() or 1
     note = progress or (lambda _: None)
     rows: list[BenchRow] = []
@@ -257,12 +153,12 @@ def benchmark(
                 calibration = None
                 if precision == "int8":
                     # Crops: a fixed-size export calibrates on a crop-sized twin (fast at FHD).
-                    photos = [img for _, img in ex.sample_photos()]
-                    crop = (min(h, ex.CALIBRATION_CROP), min(w, ex.CALIBRATION_CROP))
-                    calibration = ex.calibration_crops(
+                    photos = [img for _, img in smp.sample_photos()]
+                    crop = (min(h, smp.CALIBRATION_CROP), min(w, smp.CALIBRATION_CROP))
+                    calibration = smp.calibration_crops(
                         photos, count=BENCH_CALIBRATION_IMAGES, crop=crop, per_image=2
                     )
-                content = ex.convert(
+                content = cv.convert(
                     model, precision=precision, size=(h, w), calibration=calibration
                 )
                 path = folder / f"lpienet-{precision}-{h}x{w}.tflite"
@@ -305,11 +201,11 @@ def benchmark_tflite_file(
 
     A dynamic model is timed after resizing its input (slower than a fixed-size export).
     """
-    from lpie_model.export import TFLiteRunner
+    from lpie_model.runtime import LiteRTRunner
 
     path = Path(path)
-    runner = TFLiteRunner(path)
-    fixed = runner.input_size
+    runner = LiteRTRunner(path)
+    fixed = runner.fixed_size
     threads = threads or os.cpu_count() or 1
     note = progress or (lambda _: None)
     rows = []
@@ -356,30 +252,6 @@ def _precision_of(runner: Any) -> str:
     return "fp32"
 
 
-def machine_description() -> dict[str, Any]:
-    """CPU model, core count and library versions, for the record."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("ai-edge-litert", "tensorflow", "keras"):
-        try:
-            from importlib.metadata import version
-
-            versions[pkg] = version(pkg)
-        except Exception:  # not installed
-            versions[pkg] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
-
-
 def format_table(result: dict[str, Any]) -> list[list[str]]:
     """Rows of a Table-6-like table: model, GFLOPs, GMACs, resolution, then per precision
     median latency (s) and peak memory (MiB). The first row is the header."""
@@ -406,18 +278,3 @@ def format_table(result: dict[str, Any]) -> list[list[str]]:
             line.append(f"{r['model_mib']:.0f}" if r and r["model_mib"] is not None else "-")
         table.append(line)
     return table
-
-
-def _worker(argv: Sequence[str]) -> None:
-    """Subprocess entry: `python -m lpie_model.benchmark MODEL THREADS RUNS WARMUP [H W]`.
-
-    Prints `time_tflite`'s result as one JSON line.
-    """
-    path, threads, runs, warmup = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    size = (int(argv[4]), int(argv[5])) if len(argv) >= 6 else None
-    result = time_tflite(path, threads=threads or None, runs=runs, warmup=warmup, size=size)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1:])

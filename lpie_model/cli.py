@@ -90,7 +90,7 @@ def evaluate_cmd(
     quiet_tensorflow()
     from lpie_data.jsonfile import write_json
     from lpie_model.evaluate import evaluate, write_csv
-    from lpie_model.runner import open_runner
+    from lpie_model.runtime import open_runner
 
     runner = open_runner(model, threads=threads)
     with progress_bar("evaluate") as update:
@@ -161,7 +161,7 @@ def enhance_cmd(
     """
     quiet_tensorflow()
     from lpie_model.enhance import EnhanceOptions, enhance_images, expand_inputs, plan
-    from lpie_model.runner import open_runner
+    from lpie_model.runtime import open_runner
 
     options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite,
                              input_space=input_space or "")

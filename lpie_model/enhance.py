@@ -41,7 +41,8 @@ from lpie_data.images import (
     write_png,
 )
 from lpie_data.valuespace import check_space, convert
-from lpie_model.runner import Runner, predict, unrecorded_space_note
+from lpie_model.runner import predict
+from lpie_model.runtime import Runner, unrecorded_space_note
 
 JPEG_QUALITY = 95
 COMPARE_SUFFIX = "_compare.png"

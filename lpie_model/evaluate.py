@@ -29,7 +29,8 @@ import numpy as np
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jsonfile import json_safe
 from lpie_model import metrics
-from lpie_model.runner import Runner, predict, unrecorded_space_note
+from lpie_model.runner import predict
+from lpie_model.runtime import Runner, unrecorded_space_note
 
 STORED = "stored"  # score in the dataset's stored domain (no conversion)
 CSV_COLUMNS = ("key", "psnr_input", "ssim_input", "psnr_output", "ssim_output")

@@ -1,8 +1,8 @@
-"""Run a restoration model on one image of any size: Keras or LiteRT (.tflite), whole or tiled.
+"""Run a restoration model on one image of any size, whole or in blended tiles.
 
-`open_runner(path)` gives a `Runner` for a training run directory, a `.weights.h5`, a `.keras` or
-a `.tflite` file. `predict(runner, image, tile=..., overlap=...)` then restores a float32
-H x W x 3 image in [0, 1] of any size:
+`lpie_model.runtime.open_runner(path)` gives a `Runner` (Keras or LiteRT);
+`predict(runner, image, tile=..., overlap=...)` then restores a float32 H x W x 3 image in [0, 1]
+of any size:
 
 - Models with a dynamic input size (Keras models, dynamic .tflite exports) run the whole image in
   one call, or tile by tile when `tile` is given (memory bounded for 4K and beyond).
@@ -22,134 +22,11 @@ convolutional network.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_model.config import ModelConfig
-
-# Tile starts are multiples of this: covers networks with up to 4 poolings (LPIENet has 2).
-DEFAULT_ALIGN = 16
-
-
-class Runner(Protocol):
-    """One model, run on one image per call.
-
-    Attributes:
-        description: what was loaded, for messages ("Keras best.weights.h5", "LiteRT m.tflite
-            (float32 input, any size)", ...).
-        fixed_size: (H, W) for a model that accepts only that size, else None.
-        align: tile starts must be multiples of this to keep the pooling grid aligned.
-        value_space: the value space of the model's input and output (`lpie_data.valuespace`),
-            from the run's model.json or the .tflite's metadata; None when not recorded (older
-            runs and exports): images are then fed as they are stored, with no conversion.
-    """
-
-    description: str
-    fixed_size: tuple[int, int] | None
-    align: int
-    value_space: str | None
-
-    def run(self, image: np.ndarray) -> np.ndarray:
-        """float32 H x W x 3 in [0, 1] -> float32 H x W x 3 (H x W == fixed_size if fixed)."""
-        ...
-
-
-class KerasRunner:
-    """A Keras model (e.g. from `lpie_model.load_model`), batch of one, as one traced graph.
-
-    The graph is traced once for any H and W (about 2 s for LPIENet), which then runs each call
-    several times faster than eager execution of the layers.
-    """
-
-    def __init__(self, model: Any, description: str | None = None) -> None:
-        import tensorflow as tf
-
-        self.model = model
-        shape = tuple(model.input_shape[1:3])
-        self.fixed_size = None if None in shape else (int(shape[0]), int(shape[1]))
-        self.align = DEFAULT_ALIGN
-        config = getattr(model, "lpie_config", None)
-        if config:
-            self.align = max(DEFAULT_ALIGN, ModelConfig.from_dict(config).size_multiple)
-        self.description = description or f"Keras model {model.name!r}"
-        self.value_space: str | None = getattr(model, "lpie_value_space", None)
-        h, w = self.fixed_size or (None, None)
-        self._fn = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32)],
-        )
-
-    def run(self, image: np.ndarray) -> np.ndarray:
-        return self._fn(image[None].astype(np.float32, copy=False)).numpy()[0]
-
-
-class LiteRTRunner:
-    """A .tflite model run with the LiteRT interpreter (`ai_edge_litert`, XNNPACK on CPU).
-
-    A thin adapter over `lpie_model.export.TFLiteRunner`, which resizes dynamic models to each
-    input (`resize_tensor_input` + `allocate_tensors`, only when the size changes) and converts
-    uint8 I/O with the tensors' own scale and zero point.
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from lpie_model.export import TFLiteRunner
-
-        path = Path(path)
-        self._runner = TFLiteRunner(path, num_threads=threads)
-        details = self._runner.interpreter.get_input_details()
-        if len(details) != 1 or len(self._runner.interpreter.get_output_details()) != 1:
-            raise DataError(f"{path}: expected a model with one input and one output tensor")
-        signature = [int(v) for v in details[0]["shape_signature"]]
-        if len(signature) != 4 or signature[3] != 3:
-            raise DataError(f"{path}: input shape {signature} is not [batch, H, W, 3]")
-        self.fixed_size = self._runner.input_size
-        self.align = DEFAULT_ALIGN
-        kind = np.dtype(details[0]["dtype"]).name
-        size = "any size" if self.fixed_size is None else "fixed {}x{}".format(*self.fixed_size)
-        self.description = f"LiteRT {path.name} ({kind} input, {size})"
-        from lpie_model.export import read_metadata
-
-        info = read_metadata(path) or {}
-        space = info.get("value_space")
-        if space is not None:
-            from lpie_data.valuespace import check_space
-
-            try:
-                check_space(str(space))
-            except ConfigError as e:
-                raise DataError(f"{path}: metadata value_space: {e}") from None
-        self.value_space: str | None = space
-
-    def run(self, image: np.ndarray) -> np.ndarray:
-        return self._runner(image)
-
-
-def unrecorded_space_note(runner: Runner) -> str | None:
-    """What is assumed for a model that records no value space (None when it records one)."""
-    if runner.value_space is not None:
-        return None
-    return (f"{runner.description} records no value space (an older run or export): images are "
-            "fed to it as stored, with no value-space conversion")
-
-
-def open_runner(path: str | Path, *, threads: int | None = None) -> Runner:
-    """A Runner for a run directory, `.weights.h5`, `.keras` (Keras) or `.tflite` (LiteRT) file.
-
-    `threads` sets the LiteRT interpreter's thread count (None: its default); Keras uses
-    TensorFlow's own thread pools. Raises DataError / ConfigError naming the file.
-    """
-    path = Path(path)
-    if path.suffix == ".tflite":
-        return LiteRTRunner(path, threads)
-    from lpie_model.checkpoint import load_model
-
-    return KerasRunner(load_model(path), description=f"Keras {path.name}")
-
-
-# --------------------------------------------------------------------------- tiling
+from lpie_model.runtime import Runner
 
 
 def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:

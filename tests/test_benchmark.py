@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lpie_model import build_lpienet
-from lpie_model import export as ex
+from lpie_model import convert as cv
 from lpie_model.benchmark import benchmark, count_macs, format_table
 from lpie_model.cli import app
 
@@ -43,8 +43,8 @@ def test_export_needs_half_the_plain_builds_indirection_memory(model):
     from lpie_model.deploy import rebuild_for_shape
 
     size = (64, 96)
-    plain = ex.convert_keras(rebuild_for_shape(model, *size, fused_attention=True), size=size)
-    export = ex.convert(model, size=size)
+    plain = cv.convert_keras(rebuild_for_shape(model, *size, fused_attention=True), size=size)
+    export = cv.convert(model, size=size)
     # Known answer for the plain build: full-res 3x3 convs (enc1 conv, 2 dw, attention conv,
     # head dw) and the 7x7 / 5x5 / 3x3 gate, then the half and quarter resolution stages.
     px = size[0] * size[1]
@@ -66,7 +66,7 @@ def test_cli_benchmark_macs_only(tmp_path):
 
 def test_cli_benchmark_tflite_file(model, tmp_path):
     path = tmp_path / "m.tflite"
-    path.write_bytes(ex.convert(model, size=(32, 32)))
+    path.write_bytes(cv.convert(model, size=(32, 32)))
     out = tmp_path / "bench.json"
     args = ["benchmark", str(path), "--threads", "1", "--runs", "2", "--json", str(out)]
     result = CliRunner().invoke(app, args)

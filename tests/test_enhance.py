@@ -17,7 +17,8 @@ from lpie_model import build_lpienet, load_model
 from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.cli import app
 from lpie_model.enhance import EnhanceOptions, restore
-from lpie_model.runner import KerasRunner, LiteRTRunner, blend_weights, predict, tile_spans
+from lpie_model.runner import blend_weights, predict, tile_spans
+from lpie_model.runtime import KerasRunner, LiteRTRunner
 
 cli = CliRunner()
 WIDTHS = [4, 8, 4]  # a real LPIENet with one pooling level, small enough for fast tests

@@ -16,7 +16,7 @@ from lpie_model import build_lpienet, load_model, metrics
 from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.cli import app
 from lpie_model.evaluate import CSV_COLUMNS, evaluate
-from lpie_model.runner import KerasRunner, LiteRTRunner
+from lpie_model.runtime import KerasRunner, LiteRTRunner
 
 cli = CliRunner()
 NOISE = {"a": 4, "b": 8, "c": 12}  # per key: input = target +- K (8-bit codes), checkerboard
@@ -133,7 +133,7 @@ def test_limit_and_bad_split(dataset, bias_model, tmp_path):
 
 
 def test_lpienet_run_and_its_tflite_export_agree(tmp_path, dataset):
-    from lpie_model.export import convert
+    from lpie_model.convert import convert
 
     run = tmp_path / "run"
     run.mkdir()

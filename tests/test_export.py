@@ -12,7 +12,11 @@ from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet
+from lpie_model import convert as cv
 from lpie_model import export as ex
+from lpie_model import runtime as rt
+from lpie_model import samples as smp
+from lpie_model import tflite_model as tm
 from lpie_model.checkpoint import write_config
 from lpie_model.cli import app
 
@@ -26,15 +30,15 @@ def model():
 
 @pytest.fixture(scope="module")
 def photos():
-    return ex.sample_photos()
+    return smp.sample_photos()
 
 
 def test_parse_size():
-    assert ex.parse_size("1080x1920") == (1080, 1920)
-    assert ex.parse_size(" 64X48 ") == (64, 48)
+    assert cv.parse_size("1080x1920") == (1080, 1920)
+    assert cv.parse_size(" 64X48 ") == (64, 48)
     for bad in ("64", "0x5", "axb", "64x48x3"):
         with pytest.raises(ConfigError, match="HxW"):
-            ex.parse_size(bad)
+            cv.parse_size(bad)
 
 
 def test_dynamic_export_runs_at_any_size(model, tmp_path):
@@ -44,8 +48,8 @@ def test_dynamic_export_runs_at_any_size(model, tmp_path):
     assert report["parity"]["passed"] and report["parity"]["max_abs_diff"] <= 1e-4
     assert json.loads(out.with_suffix(".json").read_text())["ops"] == report["ops"]
     assert "CUSTOM" not in report["ops"] and not any(o.startswith("Flex") for o in report["ops"])
-    runner = ex.TFLiteRunner(out)
-    assert runner.input_size is None
+    runner = rt.LiteRTRunner(out)
+    assert runner.fixed_size is None
     rng = np.random.default_rng(0)
     for hw in [(37, 53), (64, 96)]:
         x = rng.random((*hw, 3), dtype=np.float32)
@@ -55,11 +59,11 @@ def test_dynamic_export_runs_at_any_size(model, tmp_path):
 
 
 def test_fixed_size_export(model):
-    content = ex.convert(model, size=(32, 48))
-    runner = ex.TFLiteRunner(content)
-    assert runner.input_size == (32, 48)
+    content = cv.convert(model, size=(32, 48))
+    runner = rt.LiteRTRunner(content)
+    assert runner.fixed_size == (32, 48)
     # A multiple of 4 exports without pad/slice ops, and without shape arithmetic.
-    assert not {"PAD", "SLICE", "STRIDED_SLICE", "SHAPE"} & set(ex.op_names(content))
+    assert not {"PAD", "SLICE", "STRIDED_SLICE", "SHAPE"} & set(tm.op_names(content))
     x = _ramp(32, 48)
     np.testing.assert_allclose(runner(x), model(x[None]).numpy()[0], atol=1e-4)
     with pytest.raises(DataError, match="takes only 32x48"):
@@ -71,7 +75,8 @@ def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
     fp16 = ex.export_tflite(model, tmp_path / "fp16.tflite", precision="fp16", size=size)
     assert fp16["parity"]["passed"], fp16["parity"]
     assert fp16["parity"]["min_psnr_db"] >= 50
-    calibration = ex.calibration_crops([img for _, img in photos], count=24, crop=size, per_image=8)
+    images = [img for _, img in photos]
+    calibration = smp.calibration_crops(images, count=24, crop=size, per_image=8)
     int8 = ex.export_tflite(
         model,
         tmp_path / "int8.tflite",
@@ -83,40 +88,40 @@ def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
     assert int8["parity"]["passed"], int8["parity"]
     assert int8["parity"]["min_psnr_db"] >= 35
     assert int8["bytes"] < fp16["bytes"]
-    runner = ex.TFLiteRunner(tmp_path / "int8.tflite")
+    runner = rt.LiteRTRunner(tmp_path / "int8.tflite")
     assert runner.interpreter.get_input_details()[0]["dtype"] == np.uint8
-    y = runner(ex.fit_to_size(photos[0][1], size))
+    y = runner(smp.fit_to_size(photos[0][1], size))
     assert y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
 
 
 def test_calibration_twin_size_known_answers():
-    assert ex.calibration_twin_size((1080, 1920), (256, 256)) == (256, 256)
+    assert cv.calibration_twin_size((1080, 1920), (256, 256)) == (256, 256)
     # Same remainder modulo the pooling factor as the export: the same ops (pad or not).
-    assert ex.calibration_twin_size((1082, 1921), (256, 256)) == (254, 253)
-    assert ex.calibration_twin_size((20, 300), (256, 256)) == (20, 256)
+    assert cv.calibration_twin_size((1082, 1921), (256, 256)) == (254, 253)
+    assert cv.calibration_twin_size((20, 300), (256, 256)) == (20, 256)
 
 
 def test_fixed_int8_calibrates_on_crops_with_progress(model, photos, monkeypatch):
     size = (64, 96)
     images = [img for _, img in photos[:2]]
-    crops = ex.calibration_crops(images, count=6, crop=(32, 32), per_image=3)
+    crops = smp.calibration_crops(images, count=6, crop=(32, 32), per_image=3)
     calls, sizes = [], []
-    convert_keras = ex.convert_keras
+    convert_keras = cv.convert_keras
 
     def spy(net, **kwargs):  # records what TFLiteConverter sees, then converts for real
         sizes.append((kwargs.get("size"), kwargs.get("precision"), kwargs.get("calibrate_only")))
         return convert_keras(net, **kwargs)
 
     monkeypatch.setattr(ex, "convert_keras", spy)
-    content = ex.convert(
+    content = cv.convert(
         model, precision="int8", size=size, calibration=crops, progress=lambda *a: calls.append(a)
     )
     # Calibration ran on the 32x32 twin; the full size was only converted to float.
     assert sizes == [((32, 32), "int8", True), (size, "fp32", None)]
     assert calls[0] == ("calibrate", 0, 6) and calls[-1] == ("calibrate", 6, 6)
     assert len(calls) == 7
-    runner = ex.TFLiteRunner(content)
-    assert runner.input_size == size
+    runner = rt.LiteRTRunner(content)
+    assert runner.fixed_size == size
     assert runner.interpreter.get_input_details()[0]["shape"].tolist() == [1, 64, 96, 3]
     # Held-out image (chelsea was not calibrated on): parity with fp32 Keras.
     report = ex.parity_report(model, content, "int8", [photos[2]])
@@ -127,30 +132,30 @@ def test_range_transfer_at_the_same_size_equals_direct_conversion(model, photos)
     from lpie_model.deploy import rebuild_for_shape
 
     size = (32, 32)
-    crops = ex.calibration_crops([img for _, img in photos], count=4, crop=size, per_image=2)
-    via_twin = ex.convert_int8_on_crops(model, size, size, crops, io="uint8")
+    crops = smp.calibration_crops([img for _, img in photos], count=4, crop=size, per_image=2)
+    via_twin = cv.convert_int8_on_crops(model, size, size, crops, io="uint8")
     net = rebuild_for_shape(model, *size, s2d_gate=True, s2d_full_res=True)
-    direct = ex.convert_keras(net, precision="int8", size=size, io="uint8", calibration=crops)
-    x = ex.fit_to_size(photos[2][1], size)
-    np.testing.assert_array_equal(ex.TFLiteRunner(via_twin)(x), ex.TFLiteRunner(direct)(x))
-    assert ex.op_names(via_twin) == ex.op_names(direct)
+    direct = cv.convert_keras(net, precision="int8", size=size, io="uint8", calibration=crops)
+    x = smp.fit_to_size(photos[2][1], size)
+    np.testing.assert_array_equal(rt.LiteRTRunner(via_twin)(x), rt.LiteRTRunner(direct)(x))
+    assert tm.op_names(via_twin) == tm.op_names(direct)
     # A twin of another graph (no pad vs pad) is refused, not silently mis-calibrated.
     other = rebuild_for_shape(model, 30, 30, s2d_gate=True, s2d_full_res=True)
-    other = ex.convert_keras(other, size=(30, 30))
-    calibrated = ex.convert_keras(
+    other = cv.convert_keras(other, size=(30, 30))
+    calibrated = cv.convert_keras(
         net, precision="int8", size=size, calibration=crops, calibrate_only=True
     )
-    with pytest.raises(ex.ExportError, match="another graph"):
-        ex.transfer_ranges(calibrated, other)
+    with pytest.raises(tm.ExportError, match="another graph"):
+        cv.transfer_ranges(calibrated, other)
 
 
 def test_option_errors(model, tmp_path):
     with pytest.raises(ConfigError, match="needs precision 'int8'"):
-        ex.convert(model, io="uint8")
+        cv.convert(model, io="uint8")
     with pytest.raises(ConfigError, match="calibration"):
-        ex.convert(model, precision="int8")
+        cv.convert(model, precision="int8")
     with pytest.raises(ConfigError, match="valid: fp32, fp16, int8"):
-        ex.convert(model, precision="bf16")
+        cv.convert(model, precision="bf16")
     with pytest.raises(OutputError, match=".tflite"):
         ex.export_tflite(model, tmp_path / "model.bin")
 
@@ -163,8 +168,8 @@ class _Cumprod(keras.layers.Layer):
 def test_non_builtin_ops_are_refused():
     inp = keras.Input((4, 4, 3))
     flexy = keras.Model(inp, _Cumprod()(inp))
-    with pytest.raises(ex.ExportError, match="Cumprod"):
-        ex.convert_keras(flexy, size=(4, 4))
+    with pytest.raises(tm.ExportError, match="Cumprod"):
+        cv.convert_keras(flexy, size=(4, 4))
     # A file that does contain a Flex op (converted with SELECT_TF_OPS) is named as such.
     fn = tf.function(lambda x: tf.math.cumprod(x, axis=1))
     concrete = fn.get_concrete_function(tf.TensorSpec((1, 4, 4), tf.float32))
@@ -174,24 +179,24 @@ def test_non_builtin_ops_are_refused():
         tf.lite.OpsSet.SELECT_TF_OPS,
     ]
     content = converter.convert()
-    assert ex.op_names(content) == ["FlexCumprod"]
-    with pytest.raises(ex.ExportError, match="FlexCumprod"):
-        ex.check_builtin_ops(content)
+    assert tm.op_names(content) == ["FlexCumprod"]
+    with pytest.raises(tm.ExportError, match="FlexCumprod"):
+        tm.check_builtin_ops(content)
 
 
 def test_fit_and_calibration_crops_are_deterministic():
     image = np.arange(20 * 30 * 3, dtype=np.float32).reshape(20, 30, 3)
-    assert ex.fit_to_size(image, (10, 40)).shape == (10, 40, 3)
-    np.testing.assert_array_equal(ex.fit_to_size(image, (10, 30)), image[5:15])
-    a = ex.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
-    b = ex.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
+    assert smp.fit_to_size(image, (10, 40)).shape == (10, 40, 3)
+    np.testing.assert_array_equal(smp.fit_to_size(image, (10, 30)), image[5:15])
+    a = smp.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
+    b = smp.calibration_crops([image, image], count=3, crop=(8, 8), per_image=2, seed=3)
     assert len(a) == 3 and all(x.shape == (8, 8, 3) for x in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _produce(item: WorkItem):
     """Pairs cut from the sample photos, stored as uint8 like a real 8-bit dataset."""
-    image = dict(ex.sample_photos())[item.args["photo"]]
+    image = dict(smp.sample_photos())[item.args["photo"]]
     y, x = item.args["at"]
     target = (image[y : y + 40, x : x + 40] * 255).round().astype(np.uint8)
     noisy = np.clip(target.astype(np.int16) + (np.arange(40) % 3 - 1)[:, None, None] * 6, 0, 255)
@@ -210,13 +215,13 @@ def dataset(tmp_path_factory):
 
 
 def test_dataset_calibration(dataset):
-    crops = ex.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
+    crops = smp.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
     assert len(crops) == 5 and all(c.shape == (32, 32, 3) and c.dtype == np.float32 for c in crops)
-    again = ex.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
+    again = smp.dataset_calibration(dataset, "train", count=5, crop=(32, 32))
     assert all(np.array_equal(a, b) for a, b in zip(crops, again, strict=True))
-    assert [k for k, _ in ex.dataset_inputs(dataset, "train", 2)] == ["astronaut-0", "coffee-1"]
+    assert [k for k, _ in smp.dataset_inputs(dataset, "train", 2)] == ["astronaut-0", "coffee-1"]
     with pytest.raises(DataError):
-        ex.dataset_calibration(dataset, "test")
+        smp.dataset_calibration(dataset, "test")
 
 
 def test_cli_export_int8_with_dataset(model, dataset, tmp_path):
@@ -255,7 +260,7 @@ def test_the_tflite_carries_its_value_space_as_metadata(tmp_path):
     out = tmp_path / "m.tflite"
     report = ex.export_tflite(small, out, parity_images=[("ramp", _ramp(24, 32))])
     content = out.read_bytes()
-    info = ex.read_metadata(out)
+    info = tm.read_metadata(out)
     assert info["value_space"] == "reinhard" and "reinhard" in info["input"]
     assert info["build"]["widths"] == [4, 8, 4] and info["lpie_version"]
     assert report["value_space"] == "reinhard"
@@ -270,17 +275,17 @@ def test_the_tflite_carries_its_value_space_as_metadata(tmp_path):
     # The interpreter runs it and matches Keras; the op list is still builtin only.
     assert report["parity"]["passed"]
     x = _ramp(21, 30)
-    np.testing.assert_allclose(ex.TFLiteRunner(out)(x), small(x[None]).numpy()[0], atol=1e-4)
-    assert ex.op_names(content) == ex.check_builtin_ops(content)
+    np.testing.assert_allclose(rt.LiteRTRunner(out)(x), small(x[None]).numpy()[0], atol=1e-4)
+    assert tm.op_names(content) == tm.check_builtin_ops(content)
     # Writing it again replaces the entry instead of adding a second one.
-    again = ex.add_metadata(content, {**info, "value_space": "srgb"})
-    assert ex.read_metadata(again)["value_space"] == "srgb"
+    again = tm.add_metadata(content, {**info, "value_space": "srgb"})
+    assert tm.read_metadata(again)["value_space"] == "srgb"
     root = schema.Model.GetRootAs(again, 0)
     assert [root.Metadata(i).Name() for i in range(root.MetadataLength())].count(b"lpie") == 1
     # A model without a recorded space says so (null), and a plain conversion has no entry.
     assert ex.model_metadata(build_lpienet(widths=[4, 8, 4]), "fp32", "float")["value_space"] \
         is None
-    assert ex.read_metadata(ex.convert(small)) is None
+    assert tm.read_metadata(cv.convert(small)) is None
 
 
 def test_cli_export_of_a_run_writes_its_value_space(tmp_path):
@@ -293,5 +298,5 @@ def test_cli_export_of_a_run_writes_its_value_space(tmp_path):
     result = CliRunner().invoke(app, ["export", str(run), "--out", str(out), "--size", "32x32"])
     assert result.exit_code == 0, result.output
     assert "value space reinhard" in result.output
-    assert ex.read_metadata(out)["value_space"] == "reinhard"
+    assert tm.read_metadata(out)["value_space"] == "reinhard"
     assert json.loads(out.with_suffix(".json").read_text())["value_space"] == "reinhard"
