@@ -102,9 +102,8 @@ def time_folder(
     cpus: list[int] | None,
     pattern: str = "*.tflite",
 ) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from lpie_model.latency import WARMUP_MIN_S, random_input
+    from lpie_model.latency import WARMUP_MIN_S
+    from lpie_model.runtime import LiteRTRunner
 
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -116,10 +115,8 @@ def time_folder(
     # 4K fp32 model holds gigabytes), with `warmup` untimed runs each time.
     for r in range(rounds):
         for path, t in keys:
-            it = Interpreter(model_path=str(path), num_threads=t)
-            it.allocate_tensors()
-            inp = it.get_input_details()[0]
-            it.set_tensor(inp["index"], random_input(inp))
+            it = LiteRTRunner(path, t or 0)  # None: the interpreter's default threads
+            it.set_random_input()
             # At least `warmup` runs and WARMUP_MIN_S seconds (as lpie-model benchmark): two
             # runs at 256x256 are ~40 ms, far less than the ~1 s that multi-threaded runs were
             # seen to need here before reaching their steady speed.
@@ -230,18 +227,14 @@ def peak_memory(path: Path, threads: int | None, size: tuple[int, int] | None = 
 
 
 def _mem_worker(argv: list[str]) -> None:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from lpie_model.latency import peak_memory_kib, random_input
+    from lpie_model.latency import peak_memory_kib
+    from lpie_model.runtime import LiteRTRunner
 
     base = peak_memory_kib() or 0
-    it = Interpreter(model_path=argv[0], num_threads=int(argv[1]) or None)
+    it = LiteRTRunner(argv[0], int(argv[1]))  # 0: the interpreter's default threads
     if len(argv) >= 4:
-        inp = it.get_input_details()[0]
-        it.resize_tensor_input(inp["index"], [1, int(argv[2]), int(argv[3]), 3])
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
-    it.set_tensor(inp["index"], random_input(inp))
+        it.prepare((1, int(argv[2]), int(argv[3]), 3))
+    it.set_random_input()
     it.invoke()
     print(((peak_memory_kib() or 0) - base) / 1024)
 

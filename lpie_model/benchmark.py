@@ -278,3 +278,39 @@ def format_table(result: dict[str, Any]) -> list[list[str]]:
             line.append(f"{r['model_mib']:.0f}" if r and r["model_mib"] is not None else "-")
         table.append(line)
     return table
+
+
+def run_benchmark(
+    model: str | Path | None = None,
+    *,
+    variant: str = "base",
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    precisions: Sequence[str] = ("fp32",),
+    threads: int | None = None,
+    runs: int = 5,
+    warmup: int = 2,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """`lpie-model benchmark`: a .tflite file (`benchmark_tflite_file`), a trained model (run
+    folder, .weights.h5, .keras) or, with `model` None, an untrained `variant` built with seed 0
+    (weights do not change the speed) through `benchmark`. Empty `precisions`: MACs only.
+
+    Returns `benchmark`'s dict with "name": what was measured, for titles.
+    """
+    if model is not None and Path(model).suffix == ".tflite":
+        result = benchmark_tflite_file(model, sizes=sizes, threads=threads, runs=runs,
+                                       warmup=warmup, progress=progress)
+        return {**result, "name": str(model)}
+    import keras
+
+    from lpie_model.checkpoint import load_model
+    from lpie_model.lpienet import build_lpienet
+
+    if model is not None:
+        net, name = load_model(model), str(model)
+    else:
+        keras.utils.set_random_seed(0)
+        net, name = build_lpienet(variant), f"LPIENet {variant} (untrained)"
+    result = benchmark(net, sizes=sizes, precisions=precisions, threads=threads, runs=runs,
+                       warmup=warmup, progress=progress)
+    return {**result, "name": name}

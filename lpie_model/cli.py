@@ -5,6 +5,7 @@ Heavy imports (TensorFlow) happen inside the commands so that `--help` stays fas
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
+from lpie_model.config import VARIANTS
+from lpie_model.convert import IOType, Precision
 from lpie_model.errors import ModelError
 
 # lpie_data's errors and the network's own (lpie_model.errors) become a message and exit 1.
@@ -275,8 +278,8 @@ def export_cmd(
         str, typer.Option("--out", help="The .tflite file to write (or a gs://, ram:// URL).")
     ],
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32, fp16 or int8 (int8 is calibrated).")
-    ] = "fp32",
+        Precision, typer.Option("--precision", help="fp32, fp16 or int8 (int8 is calibrated).")
+    ] = Precision.fp32,
     size: Annotated[
         str | None,
         typer.Option("--size", help="Fixed input HxW (faster); default: any size at run time."),
@@ -292,8 +295,8 @@ def export_cmd(
         int, typer.Option("--calibration-count", min=1, help="Number of calibration crops.")
     ] = 100,
     io: Annotated[
-        str, typer.Option("--io", help="float, or uint8 (int8 models: uint8 input and output).")
-    ] = "float",
+        IOType, typer.Option("--io", help="float, or uint8 (int8 models: uint8 input and output).")
+    ] = IOType.float,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out.")
     ] = False,
@@ -309,64 +312,26 @@ def export_cmd(
     Example: lpie-model export runs/sidd --out sidd.tflite --precision int8 --calibration data/sidd
     """
     quiet_tensorflow()
-    from lpie_model import export as ex
-    from lpie_model.checkpoint import load_model
+    from lpie_model.convert import parse_size
+    from lpie_model.export import export_model
 
-    fixed = ex.parse_size(size) if size is not None else None
-    if precision not in ex.PRECISIONS:
-        raise typer.BadParameter(f"valid: {', '.join(ex.PRECISIONS)}", param_hint="--precision")
-    if io not in ex.IO_TYPES:
-        raise typer.BadParameter(f"valid: {', '.join(ex.IO_TYPES)}", param_hint="--io")
+    fixed = parse_size(size) if size is not None else None
     if storage.exists(out) and not overwrite:
         raise typer.BadParameter(f"{out} exists (add --overwrite)", param_hint="--out")
-    net = load_model(model)
-    # Calibration crops: ranges do not depend on the image size (a fixed-size export is
-    # calibrated on a crop-sized twin of the network, see export.convert).
-    crop = tuple(min(s, ex.CALIBRATION_CROP) for s in fixed or (ex.CALIBRATION_CROP,) * 2)
-    cal = None
-    if calibration is not None:
-        # Parity and calibration images go into the model's value space (when it records one).
-        from lpie_data.valuespace import value_space_of
-
-        data_space = value_space_of(calibration)[0] if net.lpie_value_space else None
-        parity = [(k, ex.to_model_space(x, data_space, net))
-                  for k, x in ex.dataset_inputs(calibration, calibration_split, 3)]
-        if precision == "int8":
-            cal = [ex.to_model_space(x, data_space, net) for x in ex.dataset_calibration(
-                calibration, calibration_split, count=calibration_count, crop=crop
-            )]
-    else:
-        parity = [(k, ex.to_model_space(x, "srgb", net)) for k, x in ex.sample_photos()]
-        if precision == "int8":
-            console.print(
-                "[yellow]int8: calibrating on sample photos; pass --calibration DATA "
-                "for ranges that match your inputs[/]"
-            )
-            cal = ex.calibration_crops(
-                [image for _, image in parity],
-                count=calibration_count,
-                crop=crop,
-                per_image=-(-calibration_count // len(parity)),
-            )
-    if cal is not None:
-        with progress_bar("calibrating int8", total=len(cal)) as update:
-            report = ex.export_tflite(
-                net, out, precision=precision, size=fixed, io=io, calibration=cal,
-                parity_images=parity, progress=lambda _stage, done, total: update(done, total),
-            )
-    else:
-        with console.status(f"converting {model} to {precision} TFLite"):
-            report = ex.export_tflite(
-                net, out, precision=precision, size=fixed, io=io, parity_images=parity
-            )
+    with progress_bar(f"exporting {precision.value}") as update:
+        outcome = export_model(
+            model, out, precision=precision.value, size=fixed, io=io.value,
+            calibration=calibration, calibration_split=calibration_split,
+            calibration_count=calibration_count, overwrite=overwrite,
+            progress=lambda _stage, done, total: update(done, total, description="calibrating"),
+        )
+    for note in outcome.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    report = outcome.report
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
-    if report["value_space"] is None:
-        err_console.print(f"[yellow]note:[/] {model} records no value space: the .tflite says "
-                          "so (null), and enhance/evaluate will feed it stored values unchanged",
-                          highlight=False, soft_wrap=True)
     console.print(
-        f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
+        f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision.value}, input {shape}, "
         f"{report['params']:,} params, value space {report['value_space']}, "
         f"builtin ops: {', '.join(report['ops'])}"
     )
@@ -384,6 +349,10 @@ def export_cmd(
     )
 
 
+Variant = StrEnum("Variant", {name: name for name in VARIANTS})  # type: ignore[misc]
+DEFAULT_BENCH_SIZES = ["256x256", "800x800", "1080x1920", "1440x2560", "2160x3840"]
+
+
 @app.command("benchmark")
 @handle_errors
 def benchmark_cmd(
@@ -395,14 +364,17 @@ def benchmark_cmd(
         ),
     ] = None,
     variant: Annotated[
-        str, typer.Option("--variant", help="base or large (when no MODEL is given).")
-    ] = "base",
+        Variant, typer.Option("--variant", help="base or large (when no MODEL is given).")
+    ] = Variant.base,  # type: ignore[attr-defined]
     sizes: Annotated[
-        str, typer.Option("--sizes", help="Comma-separated input sizes, HxW (height first).")
-    ] = "256x256,800x800,1080x1920,1440x2560,2160x3840",
-    precision: Annotated[
-        str, typer.Option("--precision", help="Comma-separated: fp32, fp16, int8.")
-    ] = "fp32",
+        list[str] | None,
+        typer.Option("--size", help="Input size HxW (height first); repeatable. Default: "
+                     + ", ".join(DEFAULT_BENCH_SIZES) + "."),
+    ] = None,
+    precisions: Annotated[
+        list[Precision] | None,
+        typer.Option("--precision", help="fp32, fp16 or int8; repeatable (default: fp32)."),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Interpreter threads (default: all).")
     ] = None,
@@ -423,19 +395,19 @@ def benchmark_cmd(
     (XNNPACK) in its own process: median of --runs after --warmup. Weights do not change the speed,
     so an untrained --variant measures the architecture.
 
-    Example: lpie-model benchmark --variant base --sizes 256x256,1080x1920 --precision fp32,int8
+    Example: lpie-model benchmark --variant base --size 256x256 --size 1080x1920 --precision int8
     """
     quiet_tensorflow()
-    import json
-
     from rich.table import Table
 
+    from lpie_data.jsonfile import write_json
     from lpie_model import benchmark as bm
-    from lpie_model.export import parse_size
+    from lpie_model.convert import parse_size
 
-    size_list = [parse_size(s) for s in sizes.split(",") if s.strip()]
-    precisions = [] if no_latency else [p.strip() for p in precision.split(",") if p.strip()]
-    steps = 2 * len(size_list) * max(len(precisions), 1)
+    size_list = [parse_size(s) for s in sizes or DEFAULT_BENCH_SIZES]
+    chosen = [p.value for p in precisions or [Precision.fp32]]
+    chosen = [] if no_latency else list(dict.fromkeys(chosen))
+    steps = 2 * len(size_list) * max(len(chosen), 1)
     with progress_bar("benchmark", total=steps) as update:
         done = [0]
 
@@ -443,29 +415,13 @@ def benchmark_cmd(
             done[0] += 1
             update(done[0])
 
-        if model is not None and model.suffix == ".tflite":
-            result = bm.benchmark_tflite_file(
-                model, sizes=size_list, threads=threads, runs=runs, warmup=warmup, progress=step
-            )
-        else:
-            import keras
-
-            from lpie_model.checkpoint import load_model
-            from lpie_model.lpienet import build_lpienet
-
-            if model is not None:
-                net = load_model(model)
-            else:
-                keras.utils.set_random_seed(0)
-                net = build_lpienet(variant)
-            result = bm.benchmark(
-                net, sizes=size_list, precisions=precisions, threads=threads, runs=runs,
-                warmup=warmup, progress=step,
-            )
-    name = str(model) if model is not None else f"LPIENet {variant} (untrained)"
+        result = bm.run_benchmark(
+            model, variant=variant.value, sizes=size_list, precisions=chosen, threads=threads,
+            runs=runs, warmup=warmup, progress=step,
+        )
     m = result["machine"]
     params = f"{result['params']:,} params, " if result["params"] else ""
-    table = Table(title=f"{name}: {params}{m['cpu']}, {result['threads']} thread(s)")
+    table = Table(title=f"{result['name']}: {params}{m['cpu']}, {result['threads']} thread(s)")
     header, *lines = bm.format_table(result)
     for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right")
@@ -473,7 +429,7 @@ def benchmark_cmd(
         table.add_row(*line)
     console.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(json_out, {k: v for k, v in result.items() if k != "name"}, sort_keys=False)
         console.print(f"[green]wrote {json_out}[/]")
 
 

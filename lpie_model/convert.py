@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,24 @@ from lpie_model.config import ModelConfig
 from lpie_model.samples import fit_to_size
 from lpie_model.tflite_model import ExportError, check_builtin_ops
 
-PRECISIONS = ("fp32", "fp16", "int8")
-IO_TYPES = ("float", "uint8")
+
+class Precision(StrEnum):
+    """Export precisions (the choices of ``lpie-model export --precision``)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class IOType(StrEnum):
+    """Input and output types of an export: float32, or uint8 (int8 models only)."""
+
+    float = "float"
+    uint8 = "uint8"
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+IO_TYPES = tuple(t.value for t in IOType)
 Progress = Callable[[str, int, int], None]
 
 
@@ -73,7 +90,7 @@ def convert(
     """
     from lpie_model.deploy import rebuild_for_shape
 
-    _check_options(precision, io, calibration)
+    check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
     fused, s2d = optimize and precision != "int8", optimize
     if precision == "int8" and size is not None:
@@ -231,7 +248,9 @@ def quantize_with_ranges(calibrated: bytes, *, io: str = "float") -> bytes:
     return content
 
 
-def _check_options(precision: str, io: str, calibration: Iterable[np.ndarray] | None) -> None:
+def check_options(precision: str, io: str, calibration: Iterable[np.ndarray] | None) -> None:
+    """Raises ConfigError for an unknown precision or io type, or a combination that cannot be
+    exported (uint8 I/O of a float model, int8 without calibration images)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if io not in IO_TYPES:
@@ -260,7 +279,7 @@ def convert_keras(
     """
     import tensorflow as tf
 
-    _check_options(precision, io, calibration)
+    check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
     spec = tf.TensorSpec((1, h, w, 3) if size is not None else (None, None, None, 3), tf.float32)
     with tempfile.TemporaryDirectory(prefix="lpie-export-") as tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.errors import OutputError
 from lpie_data.jsonfile import json_safe
-from lpie_model.convert import Progress, convert
+from lpie_model.convert import Progress, check_options, convert
 from lpie_model.metrics import psnr
 from lpie_model.runtime import LiteRTRunner
-from lpie_model.samples import fit_to_size, sample_photos
+from lpie_model.samples import export_inputs, fit_to_size, sample_photos
 from lpie_model.tflite_model import add_metadata, op_names
 
 # What the parity report checks per precision: (quantity, bound, "max" | "min").
@@ -170,3 +171,50 @@ def export_tflite(
     except OSError as e:
         raise OutputError(f"{report_path}: cannot write ({e})") from None
     return report
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What `export_model` did: the report (as written next to the .tflite) and notes."""
+
+    report: dict[str, Any]
+    notes: list[str]
+
+
+def export_model(
+    model: str | Path,
+    out: str,
+    *,
+    precision: str = "fp32",
+    size: tuple[int, int] | None = None,
+    io: str = "float",
+    calibration: str | Path | None = None,
+    calibration_split: str = "train",
+    calibration_count: int = 100,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ExportOutcome:
+    """`lpie-model export`: loads a trained model (run folder, .weights.h5 or .keras), chooses
+    its parity and calibration images (`lpie_model.samples.export_inputs`: from the
+    `calibration` dataset, else the built-in sample photos) and runs `export_tflite`.
+
+    Raises:
+        ConfigError, ExportError, OutputError (see `export_tflite`); DataError, ConfigError from
+        loading the model or reading the calibration dataset.
+    """
+    from lpie_model.checkpoint import load_model
+
+    check_options(precision, io, ())  # calibration images are chosen below
+    if not overwrite and storage.exists(str(out)):
+        raise OutputError(f"{out}: exists (pass overwrite to replace it)")
+    net = load_model(model)
+    parity, cal, notes = export_inputs(
+        net, precision=precision, size=size, calibration=calibration, split=calibration_split,
+        count=calibration_count,
+    )
+    report = export_tflite(net, out, precision=precision, size=size, io=io, calibration=cal,
+                           parity_images=parity, overwrite=overwrite, progress=progress)
+    if report["value_space"] is None:
+        notes.append(f"{model} records no value space: the .tflite says so (null), and "
+                     "enhance/evaluate will feed it stored values unchanged")
+    return ExportOutcome(report, notes)

@@ -23,18 +23,6 @@ from lpie_data.errors import ConfigError, DataError
 WARMUP_MIN_S = 2.0
 
 
-def random_input(detail: dict[str, Any]) -> Any:
-    """A seeded random tensor for an interpreter input (``get_input_details()`` entry):
-    float32 in [0, 1), or integers over the whole range of a quantised input's dtype."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    if detail["dtype"] == np.float32:
-        return rng.random(detail["shape"], dtype=np.float32)
-    info = np.iinfo(detail["dtype"])
-    return rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
-
-
 def peak_memory_kib() -> int | None:
     """This process's peak resident set size in KiB (VmHWM), or None off Linux."""
     try:
@@ -60,29 +48,26 @@ def time_tflite(
     `size` (H, W) resizes a dynamic-size model's input first. Returns {"times_s": [...],
     "median_s", "min_s", "load_s", "base_kib", "peak_kib"} (memory: VmHWM before loading / after).
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from lpie_model.runtime import LiteRTRunner
 
     base = peak_memory_kib()
     t0 = time.perf_counter()
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    inp = interpreter.get_input_details()[0]
+    runner = LiteRTRunner(path, threads if threads is not None else 0)
     if size is not None:
-        interpreter.resize_tensor_input(inp["index"], [1, size[0], size[1], 3])
-    interpreter.allocate_tensors()
+        runner.prepare((1, size[0], size[1], 3))
+    runner.set_random_input()
     load = time.perf_counter() - t0
-    inp = interpreter.get_input_details()[0]
-    interpreter.set_tensor(inp["index"], random_input(inp))
     # At least `warmup` runs and WARMUP_MIN_S seconds: multi-threaded runs were seen here to
     # need about a second of work before they reach their steady speed (about 1.5x faster).
     t0 = time.perf_counter()
     done = 0
     while done < warmup or time.perf_counter() - t0 < WARMUP_MIN_S:
-        interpreter.invoke()
+        runner.invoke()
         done += 1
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        interpreter.invoke()
+        runner.invoke()
         times.append(time.perf_counter() - t)
     return {
         "times_s": times,

@@ -82,7 +82,8 @@ class LiteRTRunner:
     models are resized to each input (`resize_tensor_input` + `allocate_tensors`, only when the
     size changes); fixed-size models need inputs of their size. uint8 I/O models get the input
     quantized and the output dequantized here with the tensors' own scale and zero point.
-    `threads` defaults to all CPU cores (the interpreter's own default is one thread).
+    `threads`: interpreter threads; None (default): all CPU cores; 0: not set (the runtime's
+    own default).
     """
 
     def __init__(self, model: bytes | str | Path, threads: int | None = None) -> None:
@@ -91,7 +92,9 @@ class LiteRTRunner:
         from lpie_model.tflite_model import read_metadata
 
         name = "model" if isinstance(model, bytes) else str(model)
-        kwargs: dict[str, Any] = {"num_threads": threads or os.cpu_count() or 1}
+        if threads is None:
+            threads = os.cpu_count() or 1
+        kwargs: dict[str, Any] = {"num_threads": threads or None}
         if isinstance(model, bytes):
             kwargs["model_content"] = model
         else:
@@ -177,9 +180,27 @@ class LiteRTRunner:
         out = self.get_output()
         return out[0] if single else out
 
+    def set_random_input(self, seed: int = 0) -> None:
+        """Fills the (prepared) input with seeded random values of its dtype: float32 in [0, 1),
+        or integers over a quantised dtype's whole range (for timing; see `lpie_model.latency`).
+        """
+        if self._shape is None:
+            self.prepare(self._in["shape"])
+        self.interpreter.set_tensor(self._in["index"], random_input(self._in, seed))
+
     def run(self, image: np.ndarray) -> np.ndarray:
         """float32 H x W x 3 in [0, 1] -> float32 H x W x 3 (the `Runner` interface)."""
         return self(image)
+
+
+def random_input(detail: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """A seeded random tensor for an interpreter input (``get_input_details()`` entry):
+    float32 in [0, 1), or integers over the whole range of a quantised input's dtype."""
+    rng = np.random.default_rng(seed)
+    if detail["dtype"] == np.float32:
+        return rng.random(detail["shape"], dtype=np.float32)
+    info = np.iinfo(detail["dtype"])
+    return rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
 
 
 def unrecorded_space_note(runner: Runner) -> str | None:

@@ -113,3 +113,48 @@ def to_model_space(image: np.ndarray, space: str | None, model: Any) -> np.ndarr
     from lpie_data.valuespace import convert
 
     return convert(image, space, target)
+
+
+def export_inputs(
+    model: Any,
+    *,
+    precision: str,
+    size: tuple[int, int] | None = None,
+    calibration: str | Path | None = None,
+    split: str = "train",
+    count: int = 100,
+    parity_count: int = 3,
+) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray] | None, list[str]]:
+    """The images an export of `model` is checked (parity) and, for int8, calibrated on.
+
+    With a `calibration` dataset: the first `parity_count` inputs of its `split` for parity and
+    `count` crops spread over the split for calibration. Without one: the built-in sample
+    photos, and crops of them. Every image is mapped into the model's value space (when it
+    records one). Calibration crops are at most `CALIBRATION_CROP` a side whatever `size` is:
+    ranges do not depend on the image size (a fixed-size export is calibrated on a crop-sized
+    twin of the network, see `lpie_model.convert.convert`).
+
+    Returns:
+        (parity images as (name, float32 H x W x 3), calibration crops or None unless int8,
+        notes for the user).
+    """
+    crop = tuple(min(s, CALIBRATION_CROP) for s in size or (CALIBRATION_CROP,) * 2)
+    notes: list[str] = []
+    cal = None
+    if calibration is not None:
+        from lpie_data.valuespace import value_space_of
+
+        space = value_space_of(str(calibration))[0] if model.lpie_value_space else None
+        parity = [(k, to_model_space(x, space, model))
+                  for k, x in dataset_inputs(calibration, split, parity_count)]
+        if precision == "int8":
+            crops = dataset_calibration(calibration, split, count=count, crop=crop)
+            cal = [to_model_space(x, space, model) for x in crops]
+    else:
+        parity = [(k, to_model_space(x, "srgb", model)) for k, x in sample_photos()]
+        if precision == "int8":
+            notes.append("int8: calibrating on sample photos; pass a calibration dataset for "
+                         "ranges that match your inputs")
+            cal = calibration_crops([image for _, image in parity], count=count, crop=crop,
+                                    per_image=-(-count // len(parity)))
+    return parity, cal, notes

@@ -40,7 +40,7 @@ lpie-model enhance "$OUT/lpienet.tflite" "$OUT"/inputs/*_input.png --out "$OUT/e
     --compare --overwrite
 
 step "6/6 benchmark on this machine (TFLite, XNNPACK)"
-lpie-model benchmark "$OUT/run" --sizes 256x256,800x800 --precision fp32,int8 \
+lpie-model benchmark "$OUT/run" --size 256x256 --size 800x800 --precision fp32 --precision int8 \
     --json "$OUT/benchmark.json" | tee "$OUT/benchmark.txt"
 
 step "done in $(( $(date +%s) - t0 )) s: $OUT/"

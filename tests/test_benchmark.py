@@ -55,9 +55,8 @@ def test_export_needs_half_the_plain_builds_indirection_memory(model):
 
 def test_cli_benchmark_macs_only(tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(
-        app, ["benchmark", "--sizes", "256x256,1080x1920", "--no-latency", "--json", str(out)]
-    )
+    args = ["benchmark", "--size", "256x256", "--size", "1080x1920", "--no-latency"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "1.198" in result.output and "1080x1920 (FHD)" in result.output
     rows = json.loads(out.read_text())["rows"]
@@ -76,7 +75,7 @@ def test_cli_benchmark_tflite_file(model, tmp_path):
 
 
 def test_cli_errors_are_clean():
-    result = CliRunner().invoke(app, ["benchmark", "--sizes", "12", "--no-latency"])
+    result = CliRunner().invoke(app, ["benchmark", "--size", "12", "--no-latency"])
     assert result.exit_code == 1 and "HxW" in result.output
 
 
