@@ -1,33 +1,28 @@
 """The `lpie-model` command: thin Typer commands over the lpie_model library.
 
+This module is the app and ``train``; ``evaluate`` and ``enhance`` live in `cli_apply`, ``export``
+and ``benchmark`` in `cli_deploy`, what they share in `cli_options`.
+
 Heavy imports (TensorFlow) happen inside the commands so that `--help` stays fast.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lpie_data import storage
 from lpie_data.console import (
     LpieGroup,
     console,
-    err_console,
-    error_handler,
-    fail,
     interrupted,
     progress_bar,
     quiet_tensorflow,
 )
-from lpie_model.config import VARIANTS
-from lpie_model.convert import IOType, Precision
-from lpie_model.errors import ModelError
-
-# lpie_data's errors and the network's own (lpie_model.errors) become a message and exit 1.
-handle_errors = error_handler(ModelError)
+from lpie_model.cli_apply import enhance_cmd, evaluate_cmd
+from lpie_model.cli_deploy import benchmark_cmd, export_cmd
+from lpie_model.cli_options import handle_errors
 
 app = typer.Typer(
     cls=LpieGroup,
@@ -46,147 +41,8 @@ def _main(
     quiet_tensorflow(verbose)
 
 
-ModelArg = Annotated[
-    Path,
-    typer.Argument(
-        exists=True, help="A training run folder, a .weights.h5, a .keras or a .tflite file."
-    ),
-]
-ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", help="LiteRT interpreter threads (.tflite models).")
-]
-
-
-@app.command("evaluate")
-@handle_errors
-def evaluate_cmd(
-    model: ModelArg,
-    data: Annotated[str, typer.Option("--data", help="lpie pair dataset folder.")],
-    split: Annotated[str, typer.Option("--split", help="Split to score (e.g. val, test).")],
-    csv: Annotated[
-        Path | None, typer.Option("--csv", help="Write per-image scores to this CSV file.")
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write means and per-image scores as JSON.")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Score only the first N pairs.")
-    ] = None,
-    space: Annotated[
-        str,
-        typer.Option(
-            "--space",
-            help="Score in: stored (the dataset's values) or a value space (srgb, reinhard, "
-            "linear) that output, input and target are mapped into.",
-        ),
-    ] = "stored",
-    threads: ThreadsOpt = None,
-) -> None:
-    """Score a model on a dataset split: PSNR/SSIM of its output next to the degraded input's.
-
-    Scores are computed in the dataset's stored domain (tone-mapped for UDC) unless --space asks
-    for another (e.g. srgb: what a person sees), per image and as means; --csv writes key,
-    psnr_input, ssim_input, psnr_output, ssim_output per image.
-
-    Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
-    """
-    quiet_tensorflow()
-    from lpie_data.jsonfile import write_json
-    from lpie_model.evaluate import evaluate, write_csv
-    from lpie_model.runtime import open_runner
-
-    runner = open_runner(model, threads=threads)
-    with progress_bar("evaluate") as update:
-        result = evaluate(runner, data, split, model_name=str(model), limit=limit, space=space,
-                          progress=update)
-    mean, gain = result.mean(), result.gain()
-    for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    console.print(
-        f"[bold]{model}[/] on {data} [{split}]: {len(result.images)} pairs in "
-        f"{result.seconds:.1f} s ({runner.description}), scored in {space} values"
-    )
-    console.print(f"  {'':<8} {'PSNR (dB)':>10} {'SSIM':>8}")
-    console.print(f"  {'input':<8} {mean['psnr_input']:>10.2f} {mean['ssim_input']:>8.4f}")
-    console.print(f"  {'output':<8} {mean['psnr_output']:>10.2f} {mean['ssim_output']:>8.4f}")
-    console.print(f"  {'gain':<8} {gain['psnr']:>+10.2f} {gain['ssim']:>+8.4f}")
-    if csv is not None:
-        write_csv(result, csv)
-        console.print(f"[green]wrote {csv}[/]")
-    if json_out is not None:
-        write_json(json_out, result.to_dict(), sort_keys=False)
-        console.print(f"[green]wrote {json_out}[/]")
-
-
-@app.command("enhance")
-@handle_errors
-def enhance_cmd(
-    model: ModelArg,
-    images: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Photos (PNG, JPEG, TIFF; 8 or 16 bit; sRGB), linear .npy arrays, or folders."
-        ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the results (same file names).")],
-    tile: Annotated[
-        int, typer.Option("--tile", min=0, help="Largest tile side in pixels; 0: whole image.")
-    ] = 1024,
-    overlap: Annotated[
-        int, typer.Option("--overlap", min=0, help="Pixels shared by neighbouring tiles.")
-    ] = 32,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Also write <stem>_compare.png: input | result.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing files in --out.")
-    ] = False,
-    input_space: Annotated[
-        str | None,
-        typer.Option(
-            "--input-space",
-            help="Value space of the inputs: linear, reinhard or srgb (default: srgb for photos, "
-            "linear for .npy).",
-        ),
-    ] = None,
-    threads: ThreadsOpt = None,
-) -> None:
-    """Restore photos of any size, keeping each one's size, bit depth and file format.
-
-    Each image is mapped from its value space (sRGB photos, linear .npy; --input-space
-    overrides) into the model's (recorded in model.json or the .tflite), restored, and mapped
-    back; the compare images show sRGB. Large photos run in overlapping tiles blended with linear
-    ramps, so memory stays bounded.
-    Unreadable images are reported and skipped (exit status 1 at the end); nothing in --out is
-    replaced without --overwrite.
-
-    Example: lpie-model enhance runs/sidd-base/model.tflite photos/*.jpg --out restored --compare
-    """
-    quiet_tensorflow()
-    from lpie_model.enhance import EnhanceOptions, enhance_images, expand_inputs, plan
-    from lpie_model.runtime import open_runner
-
-    options = EnhanceOptions(tile=tile, overlap=overlap, compare=compare, overwrite=overwrite,
-                             input_space=input_space or "")
-    sources = expand_inputs(images)
-    plan(sources, out, options)  # refuse clashes before loading the model
-    runner = open_runner(model, threads=threads)
-    with progress_bar("enhance", total=len(sources)) as update:
-        report = enhance_images(runner, sources, out, options, progress=update)
-    for note in report.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    space = runner.value_space or "not recorded"
-    console.print(f"model value space: {space}", highlight=False)
-    for source, message in report.failed:
-        # The library's messages name the file already.
-        shown = message if str(source) in message else f"{source}: {message}"
-        err_console.print(f"[bold red]skipped:[/] {shown}", highlight=False, soft_wrap=True)
-    done = len(sources) - len(report.failed)
-    console.print(f"[green]restored {done} of {len(sources)} image(s)[/] into {out}")
-    if report.failed:
-        names = ", ".join(str(source) for source, _ in report.failed[:5])
-        more = f" and {len(report.failed) - 5} more" if len(report.failed) > 5 else ""
-        raise fail(f"{len(report.failed)} of {len(sources)} image(s) failed: {names}{more}")
+app.command("evaluate")(evaluate_cmd)
+app.command("enhance")(enhance_cmd)
 
 
 @app.command("train")
@@ -267,170 +123,8 @@ def train_cmd(
     say(f"metrics: {run_dir}/metrics.csv  TensorBoard: tensorboard --logdir {run_dir}/logs")
 
 
-@app.command("export")
-@handle_errors
-def export_cmd(
-    model: Annotated[
-        Path,
-        typer.Argument(exists=True, help="A training run folder, a .weights.h5 or a .keras file."),
-    ],
-    out: Annotated[
-        str, typer.Option("--out", help="The .tflite file to write (or a gs://, ram:// URL).")
-    ],
-    precision: Annotated[
-        Precision, typer.Option("--precision", help="fp32, fp16 or int8 (int8 is calibrated).")
-    ] = Precision.fp32,
-    size: Annotated[
-        str | None,
-        typer.Option("--size", help="Fixed input HxW (faster); default: any size at run time."),
-    ] = None,
-    calibration: Annotated[
-        str | None,
-        typer.Option("--calibration", help="lpie dataset: int8 calibration and parity images."),
-    ] = None,
-    calibration_split: Annotated[
-        str, typer.Option("--calibration-split", help="Split of --calibration to use.")
-    ] = "train",
-    calibration_count: Annotated[
-        int, typer.Option("--calibration-count", min=1, help="Number of calibration crops.")
-    ] = 100,
-    io: Annotated[
-        IOType, typer.Option("--io", help="float, or uint8 (int8 models: uint8 input and output).")
-    ] = IOType.float,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing --out.")
-    ] = False,
-) -> None:
-    """Export a trained LPIENet to TFLite (builtin ops only) and check it against Keras.
-
-    The parity report (max |TFLite - Keras|, PSNR against the fp32 output; targets: fp32 <= 1e-4,
-    fp16 >= 50 dB, int8 >= 35 dB) runs on --calibration's inputs, else on built-in sample photos,
-    and is written next to the model (model.tflite -> model.json). Without --calibration, int8 is
-    calibrated on crops of the sample photos. Calibration runs on 256x256 crops whatever --size
-    is (ranges do not depend on the image size), with a progress bar.
-
-    Example: lpie-model export runs/sidd --out sidd.tflite --precision int8 --calibration data/sidd
-    """
-    quiet_tensorflow()
-    from lpie_model.convert import parse_size
-    from lpie_model.export import export_model
-
-    fixed = parse_size(size) if size is not None else None
-    if storage.exists(out) and not overwrite:
-        raise typer.BadParameter(f"{out} exists (add --overwrite)", param_hint="--out")
-    with progress_bar(f"exporting {precision.value}") as update:
-        outcome = export_model(
-            model, out, precision=precision.value, size=fixed, io=io.value,
-            calibration=calibration, calibration_split=calibration_split,
-            calibration_count=calibration_count, overwrite=overwrite,
-            progress=lambda _stage, done, total: update(done, total, description="calibrating"),
-        )
-    for note in outcome.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    report = outcome.report
-    p = report["parity"]
-    shape = "x".join(map(str, fixed)) if fixed else "any HxW"
-    console.print(
-        f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision.value}, input {shape}, "
-        f"{report['params']:,} params, value space {report['value_space']}, "
-        f"builtin ops: {', '.join(report['ops'])}"
-    )
-    for row in p["images"]:
-        console.print(
-            f"  {row['name']:<24} {row['size'][0]}x{row['size'][1]:<6} "
-            f"max|diff| {row['max_abs_diff']:.2e}  PSNR vs fp32 {row['psnr_db']:.2f} dB"
-        )
-    t = p["target"]
-    verdict = "[green]meets[/]" if p["passed"] else "[bold red]misses[/]"
-    sign = "<=" if t["kind"] == "max" else ">="
-    console.print(
-        f"parity {verdict} the target {t['quantity']} {sign} {t['bound']:g}; "
-        f"report: {out[: -len('.tflite')]}.json"
-    )
-
-
-Variant = StrEnum("Variant", {name: name for name in VARIANTS})  # type: ignore[misc]
-DEFAULT_BENCH_SIZES = ["256x256", "800x800", "1080x1920", "1440x2560", "2160x3840"]
-
-
-@app.command("benchmark")
-@handle_errors
-def benchmark_cmd(
-    model: Annotated[
-        Path | None,
-        typer.Argument(
-            exists=True,
-            help="Run folder, .weights.h5, .keras or .tflite; default: an untrained --variant.",
-        ),
-    ] = None,
-    variant: Annotated[
-        Variant, typer.Option("--variant", help="base or large (when no MODEL is given).")
-    ] = Variant.base,  # type: ignore[attr-defined]
-    sizes: Annotated[
-        list[str] | None,
-        typer.Option("--size", help="Input size HxW (height first); repeatable. Default: "
-                     + ", ".join(DEFAULT_BENCH_SIZES) + "."),
-    ] = None,
-    precisions: Annotated[
-        list[Precision] | None,
-        typer.Option("--precision", help="fp32, fp16 or int8; repeatable (default: fp32)."),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="Interpreter threads (default: all).")
-    ] = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 5,
-    warmup: Annotated[
-        int, typer.Option("--warmup", min=0, help="Untimed runs first (at least 2 s).")
-    ] = 2,
-    no_latency: Annotated[
-        bool, typer.Option("--no-latency", help="Only parameters and multiply-adds.")
-    ] = False,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write all results as JSON.")
-    ] = None,
-) -> None:
-    """Parameters, multiply-adds and TFLite latency/peak memory per input size and precision.
-
-    Each size and precision is exported at that fixed size and timed with the LiteRT interpreter
-    (XNNPACK) in its own process: median of --runs after --warmup. Weights do not change the speed,
-    so an untrained --variant measures the architecture.
-
-    Example: lpie-model benchmark --variant base --size 256x256 --size 1080x1920 --precision int8
-    """
-    quiet_tensorflow()
-    from rich.table import Table
-
-    from lpie_data.jsonfile import write_json
-    from lpie_model import benchmark as bm
-    from lpie_model.convert import parse_size
-
-    size_list = [parse_size(s) for s in sizes or DEFAULT_BENCH_SIZES]
-    chosen = [p.value for p in precisions or [Precision.fp32]]
-    chosen = [] if no_latency else list(dict.fromkeys(chosen))
-    steps = 2 * len(size_list) * max(len(chosen), 1)
-    with progress_bar("benchmark", total=steps) as update:
-        done = [0]
-
-        def step(note: str) -> None:
-            done[0] += 1
-            update(done[0])
-
-        result = bm.run_benchmark(
-            model, variant=variant.value, sizes=size_list, precisions=chosen, threads=threads,
-            runs=runs, warmup=warmup, progress=step,
-        )
-    m = result["machine"]
-    params = f"{result['params']:,} params, " if result["params"] else ""
-    table = Table(title=f"{result['name']}: {params}{m['cpu']}, {result['threads']} thread(s)")
-    header, *lines = bm.format_table(result)
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for line in lines:
-        table.add_row(*line)
-    console.print(table)
-    if json_out is not None:
-        write_json(json_out, {k: v for k, v in result.items() if k != "name"}, sort_keys=False)
-        console.print(f"[green]wrote {json_out}[/]")
+app.command("export")(export_cmd)
+app.command("benchmark")(benchmark_cmd)
 
 
 def main() -> None:
