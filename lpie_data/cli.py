@@ -18,7 +18,7 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
-from lpie_data.valuespace import SOURCE_SPACES, UDC_TONEMAP_SPACES, manifest_value_space
+from lpie_data.valuespace import manifest_value_space
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -139,8 +139,7 @@ def prepare_sidd(
     summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
                              arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
                              backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite,
-                             extra_manifest={"value_space": SOURCE_SPACES[sidd.NAME]})
+                             overwrite=overwrite)
     if summary.noop:
         return
     frames = sum(1 for it in items if it.split == "train")
@@ -191,8 +190,7 @@ def prepare_udc(
     run_and_report(
         out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
         produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
-        extra_manifest={"value_space": UDC_TONEMAP_SPACES[tonemap.value]})
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
 
 
 @prepare_app.command("gopro")
@@ -222,8 +220,7 @@ def prepare_gopro(
     run_and_report(
         out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
         produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
-        extra_manifest={"value_space": SOURCE_SPACES[gopro.NAME]})
+        shard_mb=shard_mb, overwrite=overwrite, notes=notes)
 
 
 @app.command("inspect")

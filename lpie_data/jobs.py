@@ -34,6 +34,7 @@ from lpie_data.shards import (
     file_sha256,
     write_manifest,
 )
+from lpie_data.valuespace import manifest_value_space
 
 WORK_DIR = ".lpie-work"
 BACKENDS = ("loky", "threading", "dask")
@@ -259,6 +260,10 @@ def run_job(
     }
     if extra_manifest:
         manifest.update(extra_manifest)
+    if "value_space" not in manifest:  # what the command implies (prepare sidd/gopro/udc, synth)
+        space, _ = manifest_value_space(manifest)
+        if space is not None:
+            manifest["value_space"] = space
     for split in sorted(splits):
         if not any(p.records for p in splits[split]):
             continue

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import srgb_to_linear
 from lpie_data.synth import SynthConfig, synthesize_dataset, synthesize_pair
 from lpie_data.synth.blur import to_channels_first
 from lpie_data.synth.noise import NoiseParams
 from lpie_data.synth.psf import make_psf
 from lpie_data.synth.sampling import PairParams, assign_splits, pair_rng
 from lpie_data.synth.tonemap import reinhard
+from lpie_data.valuespace import srgb_to_linear
 
 runner = CliRunner()
 EXACT = {"noise": "none", "x_max": float("inf"), "tone_map": "none", "exposure": 1.0}
