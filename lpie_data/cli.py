@@ -36,6 +36,9 @@ app.add_typer(psf_app, name="psf")
 app.add_typer(calibrate_app, name="calibrate")
 
 
+DatasetArg = Annotated[str, typer.Argument(help="Dataset folder.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split to read.")]
+CountOpt = Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's own logging.")]
 
 
@@ -47,7 +50,7 @@ def _main(verbose: VerboseOpt = False) -> None:
 @app.command("inspect")
 @handle_errors
 def inspect(
-    path: Annotated[str, typer.Argument(help="Dataset folder.")],
+    path: DatasetArg,
     verify: Annotated[bool, typer.Option("--verify", help="Recompute every sha256 and parse "
                                          "every record.")] = False,
     write_tfds_info: Annotated[bool, typer.Option(
@@ -103,10 +106,10 @@ def inspect(
 @app.command("preview")
 @handle_errors
 def preview(
-    path: Annotated[str, typer.Argument(help="Dataset folder.")],
+    path: DatasetArg,
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
-    split: Annotated[str, typer.Option("--split", help="Split to show.")] = "train",
-    count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    split: SplitOpt = "train",
+    count: CountOpt = 4,
     gain: Annotated[float, typer.Option("--gain", min=0.0,
                                         help="Amplification of the difference.")] = 4.0,
 ) -> None:
@@ -127,10 +130,10 @@ def preview(
 @app.command("extract")
 @handle_errors
 def extract(
-    path: Annotated[str, typer.Argument(help="Dataset folder.")],
+    path: DatasetArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for the image files.")],
-    split: Annotated[str, typer.Option("--split", help="Split to read.")] = "train",
-    count: Annotated[int, typer.Option("--count", min=1, help="Number of pairs.")] = 4,
+    split: SplitOpt = "train",
+    count: CountOpt = 4,
     stored: Annotated[bool, typer.Option(
         "--stored", help="Write the stored values unchanged (8-bit / 16-bit PNG as stored, "
         ".npy for float data) instead of sRGB pictures.")] = False,

@@ -18,6 +18,13 @@ from lpie_model.errors import ModelConfigError
 CLIP_MAX = 1.0 - 1e-5  # the paper's output range is [0, 1 - 1e-5] (Sec. 4.2)
 
 
+def _scaled_shape(shape: tuple, scale: float, channels: int) -> tuple:
+    """(B, H, W, C) -> (B, H * scale, W * scale, channels); unknown sides stay None."""
+    b, h, w, _ = shape
+    return (b, None if h is None else int(h * scale), None if w is None else int(w * scale),
+            channels)
+
+
 @keras.saving.register_keras_serializable(package="lpie")
 class PadToMultiple(keras.layers.Layer):
     """Pads H and W at the bottom/right up to the next multiple of `multiple`, by reflection.
@@ -87,8 +94,7 @@ class Upsample2x(keras.layers.Layer):
         return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        b, h, w, c = input_shape
-        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c)
+        return _scaled_shape(input_shape, 2.0, input_shape[3])
 
 
 @keras.saving.register_keras_serializable(package="lpie")
@@ -99,8 +105,7 @@ class SpaceToDepth2(keras.layers.Layer):
         return tf.nn.space_to_depth(x, 2)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        b, h, w, c = input_shape
-        return (b, None if h is None else h // 2, None if w is None else w // 2, 4 * c)
+        return _scaled_shape(input_shape, 0.5, 4 * input_shape[3])
 
 
 def s2d_kernel_size(k: int) -> int:
@@ -117,8 +122,7 @@ class DepthToSpace2(keras.layers.Layer):
         return tf.nn.depth_to_space(x, 2)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        b, h, w, c = input_shape
-        return (b, None if h is None else 2 * h, None if w is None else 2 * w, c // 4)
+        return _scaled_shape(input_shape, 2.0, input_shape[3] // 4)
 
 
 @keras.saving.register_keras_serializable(package="lpie")

@@ -42,62 +42,41 @@ def _conv(
     *,
     activation: str | None = None,
     use_bias: bool = True,
+    s2d: bool = False,
 ) -> keras.KerasTensor:
-    return keras.layers.Conv2D(
+    """A 'same' k x k convolution named `name`.
+
+    `s2d=True` computes the same function on 2x2 space-to-depth blocks: `d2s(conv'(s2d(x)))`,
+    with the conv' kernel from `lpie_model.deploy.s2d_kernel` (see `rebuild_for_shape`); H and W
+    must be even. XNNPACK keeps k x k pointers per output pixel for every spatial convolution
+    (its indirection buffer): on blocks that is 4x fewer output pixels (and a 3x3 kernel stays
+    3x3).
+    """
+    if s2d:
+        x = SpaceToDepth2(name=f"{name}_s2d")(x)
+        filters, kernel = 4 * filters, s2d_kernel_size(kernel)
+    y = keras.layers.Conv2D(
         filters, kernel, padding="same", activation=activation, use_bias=use_bias, name=name
     )(x)
+    return DepthToSpace2(name=f"{name}_d2s")(y) if s2d else y
 
 
-def _conv_s2d(
-    x: keras.KerasTensor,
-    filters: int,
-    kernel: int,
-    name: str,
-    *,
-    activation: str | None = None,
-    use_bias: bool = True,
-) -> keras.KerasTensor:
-    """`_conv` computed on 2x2 space-to-depth blocks: `d2s(conv'(s2d(x)))`, same function.
-
-    The conv' kernel comes from `s2d_kernel` (see `rebuild_for_shape`). H and W must be even.
-    XNNPACK keeps k x k pointers per output pixel for every spatial convolution (its indirection
-    buffer): on blocks that is 4x fewer output pixels (and a 3x3 kernel stays 3x3).
-    """
-    xs = SpaceToDepth2(name=f"{name}_s2d")(x)
-    y = keras.layers.Conv2D(
-        4 * filters,
-        s2d_kernel_size(kernel),
-        padding="same",
-        activation=activation,
-        use_bias=use_bias,
-        name=name,
-    )(xs)
-    return DepthToSpace2(name=f"{name}_d2s")(y)
-
-
-def irb(
-    x: keras.KerasTensor,
-    c: int,
-    name: str,
-    *,
-    activation: str = "elu",
-    dw_kernel: int = 3,
-    second_input: str = "m",
-) -> keras.KerasTensor:
+def irb(x: keras.KerasTensor, c: int, name: str, config: ModelConfig) -> keras.KerasTensor:
     """Inverted residual block, expansion 1 (4c^2 + (4 + dw_kernel^2 + 1)c parameters).
 
     `m = pw1(x); m = act(dw(m)); m = pw2(m); y = x + m; n = pw4(act(pw3(y or m))); out = y + n`.
-    `second_input="m"` (default) follows the released Keras code, `"y"` the paper's figure and the
-    PyTorch port. Same parameters; "m" keeps activation ranges narrower, which int8 export needs
-    (measured here: ~48 dB vs ~35 dB PSNR against fp32 at seeded init, see docs).
+    `config.irb_second_input`: "m" (default) follows the released Keras code, "y" the paper's
+    figure and the PyTorch port. Same parameters; "m" keeps activation ranges narrower, which
+    int8 export needs (measured here: ~48 dB vs ~35 dB PSNR against fp32 at seeded init, see
+    docs).
     """
     m = _conv(x, c, 1, f"{name}_pw1")
-    m = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(m)
-    m = keras.layers.Activation(activation, name=f"{name}_act1")(m)
+    m = keras.layers.DepthwiseConv2D(config.dw_kernel, padding="same", name=f"{name}_dw")(m)
+    m = keras.layers.Activation(config.activation, name=f"{name}_act1")(m)
     m = _conv(m, c, 1, f"{name}_pw2")
     y = keras.layers.Add(name=f"{name}_add1")([x, m])
-    n = _conv(y if second_input == "y" else m, c, 1, f"{name}_pw3")
-    n = keras.layers.Activation(activation, name=f"{name}_act2")(n)
+    n = _conv(y if config.irb_second_input == "y" else m, c, 1, f"{name}_pw3")
+    n = keras.layers.Activation(config.activation, name=f"{name}_act2")(n)
     n = _conv(n, c, 1, f"{name}_pw4")
     return keras.layers.Add(name=f"{name}_add2")([y, n])
 
@@ -111,17 +90,16 @@ def attention(
     function and parameter count, but int8 quantization then gives mean and max their own scales.
     `fused=True` builds the concat form instead (one conv, `{name}_sp_conv`), which float
     runtimes execute faster; `rebuild_for_shape` converts weights between the two forms.
-    `s2d=True` runs the spatial conv(s) on space-to-depth blocks (see `_conv_s2d`).
+    `s2d=True` runs the spatial conv(s) on space-to-depth blocks (see `_conv`).
     """
-    conv = _conv_s2d if s2d else _conv
     a = ChannelPool("mean", name=f"{name}_mean")(x)
     b = ChannelPool("max", name=f"{name}_max")(x)
     if fused:
         ab = keras.layers.Concatenate(name=f"{name}_sp_concat")([a, b])
-        s = conv(ab, c, 3, f"{name}_sp_conv", activation="sigmoid")
+        s = _conv(ab, c, 3, f"{name}_sp_conv", activation="sigmoid", s2d=s2d)
     else:
-        s_mean = conv(a, c, 3, f"{name}_sp_conv_mean")
-        s_max = conv(b, c, 3, f"{name}_sp_conv_max", use_bias=False)
+        s_mean = _conv(a, c, 3, f"{name}_sp_conv_mean", s2d=s2d)
+        s_max = _conv(b, c, 3, f"{name}_sp_conv_max", use_bias=False, s2d=s2d)
         s = keras.layers.Add(name=f"{name}_sp_add")([s_mean, s_max])
         s = keras.layers.Activation("sigmoid", name=f"{name}_sp_sigmoid")(s)
     spatial = keras.layers.Multiply(name=f"{name}_sp_mul")([x, s])
@@ -136,37 +114,27 @@ def stage(
     x: keras.KerasTensor,
     c: int,
     name: str,
+    config: ModelConfig,
     *,
-    activation: str = "elu",
-    dw_kernel: int = 3,
-    irb_second_input: str = "m",
     fused_attention: bool = False,
     s2d: bool = False,
 ) -> keras.KerasTensor:
     """Conv3x3(c, ReLU) -> IRB -> IRB -> Attention: one encoder or decoder stage.
 
     `s2d=True` runs the stage's 3x3 conv and the attention's spatial conv on space-to-depth
-    blocks (see `_conv_s2d`); the depthwise convs stay in the pixel domain.
+    blocks (see `_conv`); the depthwise convs stay in the pixel domain.
     """
-    x = (_conv_s2d if s2d else _conv)(x, c, 3, f"{name}_conv", activation="relu")
+    x = _conv(x, c, 3, f"{name}_conv", activation="relu", s2d=s2d)
     for i in (1, 2):
-        x = irb(
-            x,
-            c,
-            f"{name}_irb{i}",
-            activation=activation,
-            dw_kernel=dw_kernel,
-            second_input=irb_second_input,
-        )
+        x = irb(x, c, f"{name}_irb{i}", config)
     return attention(x, c, f"{name}_att", fused=fused_attention, s2d=s2d)
 
 
 def head(
     x: keras.KerasTensor,
+    config: ModelConfig,
     name: str = "head",
     *,
-    activation: str = "elu",
-    dw_kernel: int = 3,
     s2d_gate: bool = False,
     s2d_full_res: bool = False,
 ) -> keras.KerasTensor:
@@ -183,16 +151,16 @@ def head(
     if s2d_full_res:
         h = _conv(x, 3, 1, f"{name}_pw1")
         hs = SpaceToDepth2(name=f"{name}_s2d")(h)
-        hs = _conv(hs, 12, s2d_kernel_size(dw_kernel), f"{name}_dw")
-        hs = keras.layers.Activation(activation, name=f"{name}_act")(hs)
+        hs = _conv(hs, 12, s2d_kernel_size(config.dw_kernel), f"{name}_dw")
+        hs = keras.layers.Activation(config.activation, name=f"{name}_act")(hs)
         hs = _conv(hs, 12, 1, f"{name}_pw2")
         shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
         shortcut = SpaceToDepth2(name=f"{name}_shortcut_s2d")(shortcut)
         hs = keras.layers.Add(name=f"{name}_add")([hs, shortcut])
         return _gate_s2d(hs, name, deep=True)
     h = _conv(x, 3, 1, f"{name}_pw1")
-    h = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(h)
-    h = keras.layers.Activation(activation, name=f"{name}_act")(h)
+    h = keras.layers.DepthwiseConv2D(config.dw_kernel, padding="same", name=f"{name}_dw")(h)
+    h = keras.layers.Activation(config.activation, name=f"{name}_act")(h)
     h = _conv(h, 3, 1, f"{name}_pw2")
     shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
     h = keras.layers.Add(name=f"{name}_add")([h, shortcut])
@@ -210,8 +178,7 @@ def _gate_s2d(hs: keras.KerasTensor, name: str, *, deep: bool = False) -> keras.
     `deep=True` runs the 7x7 conv on 4x4 blocks (s2d twice: a 3x3 conv, 48 channels at a
     quarter of the resolution), whose indirection buffer is 11x smaller than the 5x5 one's.
     """
-    conv7 = _conv_s2d if deep else _conv
-    g = conv7(hs, 12, s2d_kernel_size(7), f"{name}_gate7", activation="relu")
+    g = _conv(hs, 12, s2d_kernel_size(7), f"{name}_gate7", activation="relu", s2d=deep)
     g = _conv(g, 12, s2d_kernel_size(5), f"{name}_gate5", activation="relu")
     g = _conv(g, 12, s2d_kernel_size(3), f"{name}_gate3", activation="sigmoid")
     gated = keras.layers.Multiply(name=f"{name}_gate_mul")([hs, g])
@@ -242,7 +209,7 @@ def build_lpienet(
         s2d_gate: build the head's gate on space-to-depth blocks (faster on CPUs; see `head`).
         s2d_full_res: also run the full-resolution spatial convs (first stage's 3x3 and
             attention convs, the head's depthwise conv) on space-to-depth blocks: less XNNPACK
-            memory (see `_conv_s2d`).
+            memory (see `_conv`).
         name: the model's name.
         **options: `ModelConfig` fields (variant, widths, activation, dw_kernel,
             irb_second_input) overriding those of `config`.
@@ -263,8 +230,6 @@ def build_lpienet(
     widths = config.stage_widths
     h, w = input_shape if input_shape is not None else (None, None)
     multiple = config.size_multiple
-    block = {"activation": config.activation, "dw_kernel": config.dw_kernel}
-    stage_opts = {"irb_second_input": config.irb_second_input, "fused_attention": fused_attention}
 
     inputs = keras.Input((h, w, 3), name="image")
     aligned = h is not None and w is not None and h % multiple == 0 and w % multiple == 0
@@ -273,15 +238,16 @@ def build_lpienet(
     n_enc = len(widths) // 2 + 1
     skips = []
     for i, c in enumerate(widths[:n_enc]):
-        x = stage(x, c, f"enc{i + 1}", **stage_opts, **block, s2d=s2d_full_res and i == 0)
+        x = stage(x, c, f"enc{i + 1}", config, fused_attention=fused_attention,
+                  s2d=s2d_full_res and i == 0)
         skips.append(x)
         if i < n_enc - 1:
             x = keras.layers.MaxPooling2D(2, name=f"enc{i + 1}_pool")(x)
     for j, c in enumerate(widths[n_enc:]):
-        x = stage(x, c, f"dec{j + 1}", **stage_opts, **block)
+        x = stage(x, c, f"dec{j + 1}", config, fused_attention=fused_attention)
         x = Upsample2x(name=f"dec{j + 1}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{j + 1}_concat")([x, skips[n_enc - 2 - j]])
-    x = head(x, **block, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res)
+    x = head(x, config, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res)
     x = keras.layers.Add(name="residual")([x, padded])
     if not aligned:
         x = CropLike(name="crop")([x, inputs])
