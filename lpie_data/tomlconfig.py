@@ -119,6 +119,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(str(e)) from None
 
 
+def require(ok: bool, key: str, rule: str, value: Any) -> None:
+    """For ``__post_init__`` checks: raises ConfigError ``"key: must be rule, got value"`` unless
+    ``ok``, e.g. ``require(self.epochs >= 1, "epochs", ">= 1", self.epochs)``."""
+    if not ok:
+        raise ConfigError(f"{key}: must be {rule}, got {value}")
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass config as plain TOML/JSON-friendly data (tuples become lists)."""
 

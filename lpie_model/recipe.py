@@ -20,7 +20,7 @@ from typing import Any
 
 from lpie_data.errors import ConfigError
 from lpie_data.synth.config import SynthConfig
-from lpie_data.tomlconfig import from_dict, load_toml, to_dict
+from lpie_data.tomlconfig import from_dict, load_toml, require, to_dict
 from lpie_model.config import ModelConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
@@ -49,8 +49,8 @@ class DatasetRef:
             raise ConfigError("path: every [[data.datasets]] entry needs a dataset path")
         if not self.split:
             raise ConfigError("split: must not be empty")
-        if not (self.weight > 0 and math.isfinite(self.weight)):
-            raise ConfigError(f"weight: must be a finite number > 0, got {self.weight}")
+        require(self.weight > 0 and math.isfinite(self.weight), "weight", "a finite number > 0",
+                self.weight)
 
 
 @dataclass(frozen=True)
@@ -101,20 +101,16 @@ class DataRecipe:
                     f"value_space: {self.value_space!r} cannot be trained in (LPIENet's output is "
                     f"clipped to [0, 1)); valid: {', '.join(bounded)}, or \"\" for the data's own"
                 )
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.shuffle_buffer < 1:
-            raise ConfigError(f"shuffle_buffer: must be >= 1, got {self.shuffle_buffer}")
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1", self.shuffle_buffer)
         if self.val_crop != 0 and self.val_crop < MIN_CROP:
             raise ConfigError(f"val_crop: 0 (full images) or >= {MIN_CROP}, got {self.val_crop}")
-        if self.val_max_examples < 0:
-            raise ConfigError(f"val_max_examples: must be >= 0, got {self.val_max_examples}")
+        require(self.val_max_examples >= 0, "val_max_examples", ">= 0", self.val_max_examples)
         if not 0.0 <= self.synth_val_fraction < 1.0:
             raise ConfigError(
                 f"synth_val_fraction: must be in [0, 1), got {self.synth_val_fraction}"
             )
-        if self.synth_seed < 0:
-            raise ConfigError(f"synth_seed: must be >= 0, got {self.synth_seed}")
+        require(self.synth_seed >= 0, "synth_seed", ">= 0", self.synth_seed)
         object.__setattr__(self, "crop_schedule", _normalise_schedule(self.crop_schedule))
 
     def crop_for_epoch(self, epoch: int) -> tuple[int, int]:
@@ -195,33 +191,22 @@ class TrainRecipe:
     tensorboard_images: int = 3
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs: must be >= 1, got {self.epochs}")
-        if self.steps_per_epoch < 0:
-            raise ConfigError(f"steps_per_epoch: must be >= 0, got {self.steps_per_epoch}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr: must be > 0, got {self.lr}")
-        if not 0 < self.min_lr <= self.lr:
-            raise ConfigError(f"min_lr: must be in (0, lr={self.lr}], got {self.min_lr}")
-        if not 0 < self.plateau_factor < 1:
-            raise ConfigError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
-        if self.plateau_patience < 1:
-            raise ConfigError(f"plateau_patience: must be >= 1, got {self.plateau_patience}")
-        if self.plateau_min_delta < 0:
-            raise ConfigError(f"plateau_min_delta: must be >= 0, got {self.plateau_min_delta}")
+        require(self.epochs >= 1, "epochs", ">= 1", self.epochs)
+        require(self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0", self.steps_per_epoch)
+        require(self.lr > 0 and math.isfinite(self.lr), "lr", "> 0", self.lr)
+        require(0 < self.min_lr <= self.lr, "min_lr", f"in (0, lr={self.lr}]", self.min_lr)
+        require(0 < self.plateau_factor < 1, "plateau_factor", "in (0, 1)", self.plateau_factor)
+        require(self.plateau_patience >= 1, "plateau_patience", ">= 1", self.plateau_patience)
+        require(self.plateau_min_delta >= 0, "plateau_min_delta", ">= 0", self.plateau_min_delta)
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name}: loss weights must be finite and >= 0, got {value}")
-        if self.seed < 0:
-            raise ConfigError(f"seed: must be >= 0, got {self.seed}")
+        require(self.seed >= 0, "seed", ">= 0", self.seed)
         _choice(self.strategy, STRATEGIES, "strategy")
-        if not self.join_timeout > 0:
-            raise ConfigError(f"join_timeout: must be > 0 seconds, got {self.join_timeout}")
-        if self.log_every < 1:
-            raise ConfigError(f"log_every: must be >= 1, got {self.log_every}")
-        if self.tensorboard_images < 0:
-            raise ConfigError(f"tensorboard_images: must be >= 0, got {self.tensorboard_images}")
+        require(self.join_timeout > 0, "join_timeout", "> 0 seconds", self.join_timeout)
+        require(self.log_every >= 1, "log_every", ">= 1", self.log_every)
+        require(self.tensorboard_images >= 0, "tensorboard_images", ">= 0", self.tensorboard_images)
 
 
 @dataclass(frozen=True)
