@@ -14,18 +14,9 @@ Its fingerprint covers the command, arguments, items and the content of every in
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import datetime
-import fcntl
-import functools
-import hashlib
 import json
-import os
-import socket
-import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +24,21 @@ import numpy as np
 
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.fingerprint import (
+    combined_digest,
+    inputs_digest,
+    item_inputs,
+    job_fingerprint,
+    newer_inputs,
+)
 from lpie_data.items import Produce, WorkItem
+from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
 from lpie_data.records import example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
     FORMAT_VERSION,
     HASH_IN_WORKER_BYTES,
-    MANIFEST,
     Part,
     RecordInfo,
     assemble_split,
@@ -49,9 +47,6 @@ from lpie_data.shards import (
 )
 from lpie_data.valuespace import manifest_value_space
 
-WORK_DIR = ".lpie-work"
-#: The advisory lock file a running job holds inside its (local) output folder.
-LOCK_FILE = ".lpie-lock"
 BACKENDS = ("loky", "threading", "dask")
 
 
@@ -100,117 +95,6 @@ class JobSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def _strings(obj: Any, found: list[str]) -> None:
-    """Every string inside ``obj`` (dataclasses, dicts, lists and tuples are searched)."""
-    if isinstance(obj, str):
-        found.append(obj)
-    elif isinstance(obj, os.PathLike):
-        found.append(os.fspath(obj))
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        for f in dataclasses.fields(obj):
-            _strings(getattr(obj, f.name), found)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _strings(v, found)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            _strings(v, found)
-
-
-def item_inputs(item: WorkItem) -> list[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of every local file the item's arguments name, sorted.
-
-    A file is named by an absolute path, or by a path relative to a folder the arguments also
-    name (a dataset root). Remote URLs are not looked at. Raises DataError for a named path
-    that is neither a regular file nor a folder (a FIFO would hang the worker that opens it).
-    """
-    strings: list[str] = []
-    _strings(item.args, strings)
-    local = [s for s in dict.fromkeys(strings) if s and "://" not in s and "\0" not in s]
-    roots = [s for s in local if os.path.isabs(s) and os.path.isdir(s)]
-    found: dict[str, tuple[str, int, int]] = {}
-    for s in local:
-        for path in [s] if os.path.isabs(s) else [os.path.join(r, s) for r in roots]:
-            try:
-                st = os.stat(path)
-            except (OSError, ValueError):
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found[path] = (path, st.st_size, st.st_mtime_ns)
-            elif not stat.S_ISDIR(st.st_mode):
-                raise DataError(f"{path}: not a regular file (a FIFO, socket or device); "
-                                "lpie reads regular files only")
-    return sorted(found.values())
-
-
-def _inputs_digest(item: WorkItem) -> str:
-    """Digest of the *content* of the item's input files (names, sizes and BLAKE2 hashes).
-
-    Content, not modification times: a dataset's bytes stay the same whoever copied the sources
-    and how. It is computed by the worker that reads the files anyway; a rerun only rehashes
-    when a file is newer than the state it is compared with (:func:`_newer_inputs`).
-    """
-    digest = hashlib.sha256()
-    for path, size, mtime in item_inputs(item):
-        digest.update(f"{path}\t{size}\t{_file_blake2(path, size, mtime)}\n".encode())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=4096)
-def _file_blake2(path: str, size: int, mtime_ns: int) -> str:
-    """BLAKE2 of a file, once per process for each (path, size, mtime): many items can share
-    one input (synthesis from a dataset's shards reads one record of a large shard each)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "blake2b").hexdigest()
-
-
-def _newer_inputs(stats: Sequence[tuple[str, int, int]], than_ns: int) -> bool:
-    """Whether any input file was modified after (or in the same clock tick as) ``than_ns``,
-    a state file's mtime."""
-    return any(mtime >= than_ns for _, _, mtime in stats)
-
-
-def _combined(digests: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
-
-
-def _fingerprint(name: str, command: str, arguments: dict, items: Sequence[WorkItem],
-                 shard_bytes: int) -> dict[str, Any]:
-    keys = hashlib.sha256("\n".join(f"{i.split}\t{i.key}" for i in items).encode()).hexdigest()
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "command": command,
-        "arguments": arguments,
-        "shard_bytes": shard_bytes,
-        "items_sha256": keys,
-    }
-
-
-def _same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Same command, arguments and items (the content of the inputs is checked separately: the
-    manifest's ``job.inputs_sha256`` covers the content of every input file)."""
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k != "inputs_sha256"}
-
-    return strip(a) == strip(b)
-
-
-def _read_state(path: str, what: str) -> Any:
-    """A JSON state file of the job; OutputError naming it when it is damaged."""
-    try:
-        with storage.open_file(path, "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError) as e:
-        raise OutputError(f"{path}: damaged {what} ({type(e).__name__}: {e}); use --overwrite "
-                          "to replace the dataset, or another --out") from None
-    if not isinstance(data, dict):
-        raise OutputError(f"{path}: damaged {what} (not a JSON object); use --overwrite to "
-                          "replace the dataset, or another --out")
-    return data
-
-
 def _range(a: np.ndarray) -> tuple[float, float]:
     scale = {"uint8": 255.0, "uint16": 65535.0}.get(a.dtype.name, 1.0)
     return float(a.min()) / scale, float(a.max()) / scale
@@ -223,7 +107,7 @@ def _part_path(work: str, index: int) -> str:
 def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
     """Worker side: run ``produce`` and write the item's part file + sidecar atomically."""
     base = _part_path(work, index)
-    inputs = _inputs_digest(item)  # what this part was made from (checked on a resume)
+    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
     records = []
     dtypes: tuple[str | None, str | None] = (None, None)
     with storage.open_file(base + ".rec.tmp", "wb") as f:
@@ -282,130 +166,14 @@ def _load_part(work: str, index: int, item: WorkItem,
             notes.append(f"{base}.rec: {storage.size(base + '.rec')} bytes, its sidecar says "
                          f"{part.size}; {item.key} redone")
         return None
-    if (stats is not None and _newer_inputs(stats, storage.mtime_ns(base + ".json"))
-            and side.get("inputs") != _inputs_digest(item)):
+    if (stats is not None and newer_inputs(stats, storage.mtime_ns(base + ".json"))
+            and side.get("inputs") != inputs_digest(item)):
         if notes is not None:
             notes.append(f"{item.key}: its input files changed since the interrupted run; redone")
         return None
     if digests is not None:
         digests[index] = side.get("inputs", "")
     return part
-
-
-def _prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
-                 items: Sequence[WorkItem] = (),
-                 stats: Sequence[Sequence[tuple[str, int, int]]] = ()) -> str:
-    """Check OUT (which exists) and return 'done', 'resume' or 'new'."""
-    if not storage.isdir(out):
-        raise OutputError(f"{out}: exists and is not a folder")
-    entries = [e for e in storage.listdir(out) if e != LOCK_FILE]
-    manifest_path = storage.join(out, MANIFEST)
-    job_path = storage.join(out, WORK_DIR, "job.json")
-    previous = None
-    for p, what in ((manifest_path, "manifest"), (job_path, "job file")):
-        if storage.exists(p):
-            try:
-                previous = _read_state(p, what)
-            except OutputError:
-                if not overwrite:
-                    raise
-                previous = {}
-            break
-    if previous is None:
-        if entries:
-            raise OutputError(
-                f"{out}: exists, is not empty and is not an lpie dataset; choose a new folder"
-            )
-        return "new"
-    done = storage.exists(manifest_path)
-    job = previous.get("job", previous)
-    same = isinstance(job, dict) and _same_job(job, fingerprint)
-    if same and done:
-        # Modification times first (cheap); contents only where a file is newer.
-        recorded = job.get("inputs_sha256")
-        if recorded is None or not _newer_inputs([s for st in stats for s in st],
-                                                 storage.mtime_ns(manifest_path)):
-            return "done"
-        if _combined([_inputs_digest(it) for it in items]) == recorded:
-            if not storage.is_remote(manifest_path):  # the same content: hash it once only
-                os.utime(manifest_path)
-            return "done"
-    elif same:
-        _remove_tmp(out)  # left by a run killed while joining (a hard-linked part, ...)
-        return "resume"
-    if not overwrite:
-        if same:
-            raise OutputError(
-                f"{out}: its input files changed (size or modification time) since this "
-                "dataset was made; use --overwrite to rebuild it, or another --out"
-            )
-        raise OutputError(
-            f"{out}: holds a dataset made by '{previous.get('command', '?')}' with other "
-            "arguments or inputs; use another --out, or --overwrite to replace it"
-        )
-    for entry in entries:
-        if entry == MANIFEST or ".tfrecord-" in entry:
-            storage.remove(storage.join(out, entry))
-    _remove_tmp(out)
-    if storage.exists(storage.join(out, WORK_DIR)):
-        storage.rmtree(storage.join(out, WORK_DIR))
-    return "new"
-
-
-def _remove_tmp(out: str) -> None:
-    """Remove the temporary files (``.NAME.tmp``) an interrupted run left in ``out``."""
-    for entry in storage.listdir(out):
-        if entry.startswith(".") and entry.endswith(".tmp"):
-            storage.remove(storage.join(out, entry))
-
-
-@contextlib.contextmanager
-def output_lock(out: str, command: str) -> Iterator[None]:
-    """Hold an advisory lock on the local folder ``out`` (which exists) while the block runs.
-
-    The lock file ``out/.lpie-lock`` records who holds it (pid, host, command, start time); a
-    second run fails at once with OutputError naming the holder. The lock goes when its process
-    ends, however it ends. Remote folders (``gs://``, ``ram://``) are not locked.
-    """
-    if storage.is_remote(out):
-        yield
-        return
-    path = os.path.join(out, LOCK_FILE)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise OutputError(f"{out}: cannot write ({e.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 4096).decode(errors="replace")
-            os.close(fd)
-            try:
-                info = json.loads(holder)
-                who = (f"pid {info['pid']} on {info['host']}, '{info['command']}' started "
-                       f"{info['started']}")
-            except (ValueError, KeyError, TypeError):
-                who = "another process"
-            raise OutputError(f"{out}: in use by another run ({who}); wait for it to end or "
-                              "use another --out") from None
-        try:  # the run that held it may have removed the file just before we locked it
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-            "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(info).encode())
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        os.close(fd)
 
 
 def run_job(
@@ -439,7 +207,8 @@ def run_job(
             raise DataError(f"duplicate work item {it.key!r}")
         seen.add(it.key)
     inputs = [item_inputs(it) for it in items]  # stat only; refuses FIFOs before any work
-    fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes)))
+    fingerprint = job_fingerprint(name, command, arguments, items, shard_bytes)
+    fingerprint = json.loads(json.dumps(fingerprint))
     for note in notes if job.warn else ():
         job.warn(note)
     if not storage.exists(out):
@@ -462,7 +231,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
     """The body of :func:`run_job`, run while this process holds the output folder's lock."""
     jobs, backend, scheduler = job.jobs, job.backend, job.scheduler
     shard_bytes, overwrite, progress = job.shard_bytes, job.overwrite, job.progress
-    state = _prepare_out(out, fingerprint, overwrite, name, items, inputs)
+    state = prepare_out(out, fingerprint, overwrite, name, items, inputs)
     summary = JobSummary(out=out, items=len(items), notes=list(notes))
     if state == "done":
         summary.noop = True
@@ -516,7 +285,8 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         "command": command,
         "arguments": arguments,
         # The content of every input file: a source changed in place is noticed on a rerun.
-        "job": {**fingerprint, "inputs_sha256": _combined([digests[i] for i in range(len(items))])},
+        "job": {**fingerprint,
+                "inputs_sha256": combined_digest([digests[i] for i in range(len(items))])},
         "splits": {},
     }
     if extra_manifest:

@@ -16,7 +16,8 @@ import pytest
 from fixtures.udc_gopro import make_gopro_nested
 
 from lpie_data.errors import DataError, OutputError
-from lpie_data.jobs import LOCK_FILE, WORK_DIR, JobOptions, WorkItem, output_lock, run_job
+from lpie_data.jobs import WORK_DIR, JobOptions, WorkItem, output_lock, run_job
+from lpie_data.outdir import LOCK_FILE
 from lpie_data.records import Example
 
 REPO = Path(__file__).resolve().parents[1]
