@@ -7,8 +7,9 @@ TensorFlow and no Pillow are imported for reading: Pillow silently truncates 16-
 
 Two readers with two purposes:
 
-- :func:`read_png8_rgb` reads a dataset frame (SIDD, GoPro) exactly as stored: an 8-bit RGB
-  PNG, nothing converted, EXIF orientation ignored (pairs are matched pixel for pixel).
+- :func:`lpie_data.pngfile.read_png8_rgb` reads a dataset frame (SIDD, GoPro) exactly as
+  stored: an 8-bit RGB PNG, nothing converted, EXIF orientation ignored (pairs are matched
+  pixel for pixel).
 - :func:`read_image` reads a *photo* (``enhance``, ``synth`` sources) as a person sees it:
   every colour mode becomes RGB (grey replicated, alpha dropped, palette expanded, CMYK and YCCK
   JPEG/TIFF converted), and the EXIF orientation is applied (``orient=False`` keeps the
@@ -21,178 +22,26 @@ unreadable, truncated or corrupt files, unsupported modes, and headers that clai
 
 from __future__ import annotations
 
-import os
 import struct
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from lpie_data.errors import DataError
+from lpie_data.pngfile import (
+    PNG_CHANNELS,
+    check_regular,
+    check_size,
+    corrupt,
+    decode_png,
+    png_header_from,
+    read_bytes,
+)
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-#: Largest image (height x width) any reader decodes: 2^28 pixels (e.g. 16384 x 16384), over
-#: 1.5 GB as 16-bit RGB. Larger headers are refused before decoding.
-MAX_PIXELS = 1 << 28
-# PNG colour types: 0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA.
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-# (colour type, bit depth) that libspng decodes (to G8, RGB8, RGBA8): the fastest decoder here.
-_SPNG_FORMATS = {(0, 8), (2, 8), (6, 8), (3, 1), (3, 2), (3, 4), (3, 8), (0, 1), (0, 2),
-                 (0, 4)}
 EXIF_ORIENTATION_TAG = 0x0112
-
-
-@dataclass(frozen=True)
-class PngHeader:
-    width: int
-    height: int
-    bit_depth: int
-    color_type: int
-
-    @property
-    def channels(self) -> int:
-        return _PNG_CHANNELS.get(self.color_type, 0)
-
-
-def _png_header_from(head: bytes, path: str | Path) -> PngHeader:
-    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DataError(f"{path}: not a PNG file (bad signature or header)")
-    width, height, depth, ctype = struct.unpack(">IIBB", head[16:26])
-    return PngHeader(width, height, depth, ctype)
-
-
-def png_header(path: str | Path) -> PngHeader:
-    """Read the IHDR chunk (first 33 bytes) of a PNG; DataError if it is not a PNG."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(33)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    return _png_header_from(head, path)
-
-
-def color_type_name(color_type: int) -> str:
-    """'grey', 'RGB', 'palette', 'grey+alpha', 'RGBA' for a PNG colour type."""
-    return {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}.get(
-        color_type, f"colour type {color_type}"
-    )
-
-
-def _check_regular(path: Path) -> None:
-    if not path.is_file():  # also refuses FIFOs and devices, which would block or never end
-        what = "not a regular file" if path.exists() else "no such file"
-        raise DataError(f"{path}: {what}")
-
-
-def _read_bytes(path: Path) -> bytes:
-    _check_regular(path)
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def _check_size(path: Path, height: int, width: int) -> None:
-    if height < 1 or width < 1:
-        raise DataError(f"{path}: header gives an empty image ({width} x {height})")
-    if height * width > MAX_PIXELS:
-        raise DataError(f"{path}: header claims {width} x {height} pixels, more than the "
-                        f"{MAX_PIXELS:,} lpie reads (damaged file or decompression bomb)")
-
-
-def _corrupt(path: Path, e: Exception) -> DataError:
-    return DataError(f"{path}: corrupt or truncated image ({e})")
-
-
-def _decode_png(path: Path, data: bytes, hdr: PngHeader) -> np.ndarray:
-    """Decode PNG bytes whose header was checked; a file cut anywhere before its final IEND
-    chunk is refused (a decoder may otherwise return the complete pixels silently)."""
-    import imagecodecs
-
-    _check_size(path, hdr.height, hdr.width)
-    end = data.rfind(b"IEND", -4096)  # data after the IEND chunk is tolerated
-    if data[end - 4 : end + 8] != PNG_IEND:
-        raise DataError(f"{path}: corrupt or truncated image (no IEND chunk at the end)")
-    try:
-        if (hdr.color_type, hdr.bit_depth) in _SPNG_FORMATS:
-            return imagecodecs.spng_decode(data)
-        return imagecodecs.png_decode(data)
-    except Exception as e:  # imagecodecs raises SpngError / PngError / RuntimeError
-        raise _corrupt(path, e) from None
-
-
-def _require_png8_rgb(hdr: PngHeader, path: str | Path) -> PngHeader:
-    if hdr.bit_depth != 8 or hdr.color_type != 2:
-        raise DataError(
-            f"{path}: expected an 8-bit RGB PNG, found {hdr.bit_depth}-bit "
-            f"{color_type_name(hdr.color_type)}"
-        )
-    return hdr
-
-
-def png8_rgb_header(path: str | Path) -> PngHeader:
-    """The header of an 8-bit RGB PNG (what SIDD and GoPro ship), read without decoding;
-    DataError naming the file and what it holds instead."""
-    return _require_png8_rgb(png_header(path), path)
-
-
-def read_png8_rgb(path: str | Path) -> np.ndarray:
-    """Decode an 8-bit RGB PNG exactly as stored: uint8 H x W x 3 (no orientation, no colour
-    conversion). Anything else -> DataError naming the file."""
-    path = Path(path)
-    data = _read_bytes(path)
-    hdr = _require_png8_rgb(_png_header_from(data[:33], path), path)
-    arr = _decode_png(path, data, hdr)
-    if arr.shape != (hdr.height, hdr.width, 3):
-        raise DataError(f"{path}: decoded shape {arr.shape} does not match its header")
-    return arr
-
-
-def decode_threads() -> int:
-    """Threads one worker may use: joblib tells its process workers their share of the cores
-    in ``OMP_NUM_THREADS`` (cores // jobs); elsewhere (``--jobs 1``) every core."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    except ValueError:
-        return os.cpu_count() or 1
-
-
-_HELPER: list[ThreadPoolExecutor] = []
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def both(fn: Callable[[T], R], first: T, second: T) -> tuple[R, R]:
-    """``(fn(first), fn(second))``, the second computed by a helper thread at the same time
-    when the worker has more than one core (:func:`decode_threads`; the decoders, file reads
-    and numpy's array loops release the GIL), so ``--jobs 1`` uses both cores of a 2-core
-    machine as synth's FFT does. The same results either way; the first call's error wins."""
-    if decode_threads() < 2:
-        return fn(first), fn(second)
-    if not _HELPER:  # one per process, made on first use (never inherited by a fork)
-        _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpie-pair"))
-    later = _HELPER[0].submit(fn, second)
-    try:
-        a = fn(first)
-    except BaseException:
-        wait([later])  # the helper is idle again before the error propagates
-        raise
-    return a, later.result()
-
-
-def read_png8_rgb_pair(first: str | Path, second: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`read_png8_rgb` of the two frames of a dataset pair, decoded at the same time
-    where the worker may use two cores (:func:`both`)."""
-    return both(read_png8_rgb, first, second)
-
-
-# --------------------------------------------------------------------------- photo metadata
 
 
 def _orientation_entry(tiff: bytes) -> tuple[str, int] | None:
@@ -285,9 +134,6 @@ def _png_orientation(data: bytes) -> int:
     return 1
 
 
-# --------------------------------------------------------------------------- colour modes
-
-
 def cmyk_to_rgb(cmyk: np.ndarray, inverted: bool) -> np.ndarray:
     """Naive CMYK -> RGB (no ICC profile): ``R = (1 - C)(1 - K)`` etc., uint8 (H, W, 3).
 
@@ -318,10 +164,10 @@ def _to_rgb(path: Path, arr: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _read_png(path: Path, data: bytes) -> tuple[np.ndarray, int]:
-    hdr = _png_header_from(data[:33], path)
-    if hdr.color_type not in _PNG_CHANNELS:
+    hdr = png_header_from(data[:33], path)
+    if hdr.color_type not in PNG_CHANNELS:
         raise DataError(f"{path}: unsupported PNG colour type {hdr.color_type}")
-    arr = _decode_png(path, data, hdr)
+    arr = decode_png(path, data, hdr)
     mode = {0: "grey", 2: "RGB", 3: "RGB", 4: "grey+alpha", 6: "RGBA"}[hdr.color_type]
     if hdr.color_type == 3 and arr.ndim == 3 and arr.shape[2] == 4:
         mode = "RGBA"  # a palette with transparency decodes to RGBA
@@ -332,7 +178,7 @@ def _read_jpeg(path: Path, data: bytes) -> tuple[np.ndarray, int]:
     import imagecodecs
 
     info = _jpeg_info(path, data)
-    _check_size(path, info.height, info.width)
+    check_size(path, info.height, info.width)
     if info.precision != 8:
         raise DataError(f"{path}: {info.precision}-bit JPEG is not supported (8-bit only)")
     if info.components not in (1, 3, 4):
@@ -347,7 +193,7 @@ def _read_jpeg(path: Path, data: bytes) -> tuple[np.ndarray, int]:
         # CMYK and YCCK both decode to the stored CMYK samples.
         arr = imagecodecs.jpeg8_decode(data)
     except Exception as e:  # Jpeg8Error and others
-        raise _corrupt(path, e) from None
+        raise corrupt(path, e) from None
     if info.components == 4:
         return cmyk_to_rgb(arr, inverted=info.adobe_transform is not None), info.orientation
     return _to_rgb(path, arr, "grey" if info.components == 1 else "RGB"), info.orientation
@@ -360,7 +206,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             shape = page.shaped  # (separate samples, depth, height, width, contig samples)
-            _check_size(path, shape[2], shape[3])
+            check_size(path, shape[2], shape[3])
             photometric = int(page.photometric)
             orientation = int(page.tags.valueof(274, 1) or 1)
             arr = page.asarray()
@@ -405,7 +251,7 @@ def check_photo_header(path: str | Path) -> tuple[int, int]:
     suffix = path.suffix.lower()
     if suffix not in PHOTO_SUFFIXES:
         raise DataError(f"{path}: unsupported image type (use PNG, JPEG or TIFF)")
-    _check_regular(path)
+    check_regular(path)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
@@ -422,7 +268,7 @@ def check_photo_header(path: str | Path) -> tuple[int, int]:
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e.strerror})") from None
         if suffix == ".png":
-            hdr = _png_header_from(head[:33], path)
+            hdr = png_header_from(head[:33], path)
             height, width = hdr.height, hdr.width
         else:
             try:
@@ -430,9 +276,9 @@ def check_photo_header(path: str | Path) -> tuple[int, int]:
             except DataError:
                 if len(head) < 1 << 18:
                     raise
-                info = _jpeg_info(path, _read_bytes(path))  # a frame header beyond 256 KiB
+                info = _jpeg_info(path, read_bytes(path))  # a frame header beyond 256 KiB
             height, width = info.height, info.width
-    _check_size(path, height, width)
+    check_size(path, height, width)
     return height, width
 
 
@@ -469,10 +315,10 @@ def read_image(path: str | Path, *, orient: bool = True) -> np.ndarray:
     if suffix not in PHOTO_SUFFIXES:
         raise DataError(f"{path}: unsupported image type (use PNG, JPEG or TIFF)")
     if suffix in (".tif", ".tiff"):
-        _check_regular(path)
+        check_regular(path)
         arr, orientation = _read_tiff(path)
     else:
-        data = _read_bytes(path)
+        data = read_bytes(path)
         if suffix == ".png":
             arr, orientation = _read_png(path, data)
         else:

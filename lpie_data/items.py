@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import both
+from lpie_data.pngfile import both
 from lpie_data.records import Example
 
 
@@ -46,7 +46,7 @@ def load_pair(load: Callable[[Path], np.ndarray], input_path: Path, target_path:
               target_name: str = "target") -> tuple[np.ndarray, np.ndarray]:
     """Worker side: both images of a pair read with ``load`` (which names a bad file); DataError
     naming ``input_path`` if their shapes differ (``target_name``: e.g. "sharp frame").
-    The two are read at the same time where the worker may use two cores (images.both)."""
+    The two are read at the same time where the worker may use two cores (pngfile.both)."""
     inp, tgt = both(load, input_path, target_path)
     if inp.shape != tgt.shape:
         raise DataError(f"{input_path}: shape {inp.shape} differs from its {target_name} "

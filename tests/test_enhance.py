@@ -12,7 +12,8 @@ import tifffile
 from PIL import Image
 from typer.testing import CliRunner
 
-from lpie_data.images import png_header, read_image, write_png
+from lpie_data.images import read_image, write_png
+from lpie_data.pngfile import png_header
 from lpie_model import build_lpienet, load_model
 from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.cli import app

@@ -20,14 +20,13 @@ from PIL import Image, ImageOps
 
 from lpie_data.errors import DataError
 from lpie_data.images import (
-    MAX_PIXELS,
     check_photo_header,
     cmyk_to_rgb,
     read_image,
-    read_png8_rgb,
     upright_exif,
     write_png,
 )
+from lpie_data.pngfile import MAX_PIXELS, read_png8_rgb
 
 RNG = np.random.default_rng(7)
 RGB8 = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
@@ -267,7 +266,7 @@ def test_check_photo_header_sizes(tmp_path):
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_pair_reader_same_arrays_and_names_the_bad_file(tmp_path, monkeypatch, threads):
-    from lpie_data.images import read_png8_rgb_pair
+    from lpie_data.pngfile import read_png8_rgb_pair
 
     monkeypatch.setenv("OMP_NUM_THREADS", threads)  # what joblib gives each process worker
     a, b = tmp_path / "a.png", tmp_path / "b.png"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import png8_rgb_header, read_png8_rgb
 from lpie_data.items import Plan, WorkItem, load_pair
+from lpie_data.pngfile import png8_rgb_header, read_png8_rgb
 from lpie_data.records import Example
 
 NAME = "gopro"

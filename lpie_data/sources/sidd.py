@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import png8_rgb_header, read_png8_rgb
 from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.matfile import load_mat_array, mat_array_info
+from lpie_data.pngfile import png8_rgb_header, read_png8_rgb
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 

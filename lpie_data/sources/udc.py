@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import both
 from lpie_data.items import Plan, WorkItem, load_pair
+from lpie_data.pngfile import both
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 from lpie_data.valuespace import FLOAT16_MAX, encode, reinhard
