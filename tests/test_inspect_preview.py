@@ -133,7 +133,9 @@ def test_every_command_has_help_ending_with_an_example():
 def test_preview_bad_count_and_missing_shard(dataset, tmp_path):
     r = runner.invoke(app, ["preview", str(dataset), "--count", "0", "--out",
                             str(tmp_path / "s.png")])
-    assert r.exit_code == 1 and "count >= 1" in r.stderr
+    # A usage error (exit 2) from the option's own bound, before any work.
+    assert r.exit_code == 2 and "count" in r.stderr and "greater than or equal to 1" in r.stderr
+    assert not (tmp_path / "s.png").exists()
     copy, shard = _damaged(dataset, tmp_path, "missing")
     r = runner.invoke(app, ["preview", str(copy), "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 1 and f"{shard}: cannot read shard" in r.stderr
