@@ -35,7 +35,8 @@ from lpie_data.calibrate import (
     fit_psf,
     load_linear_pairs,
 )
-from lpie_data.synth import SynthConfig, synthesize_dataset
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, synthesize
 from lpie_data.synth.blur import fft_shape_for
 from lpie_data.synth.psf import load_psf, save_psf
 from lpie_data.synth.psf_sim import DisplayOptics, simulate_udc_psf
@@ -56,7 +57,8 @@ def make_dataset(folder: Path, pairs: int, psf_size: int) -> tuple[str, Path]:
     save_psf(psf, simulate_udc_psf(DisplayOptics(size=psf_size)))
     cfg = SynthConfig(crop=SIZE, pairs_per_image=1, exposure=1.5, noise="fixed", beta1=5e-4,
                       beta2=5e-6, x_max=1.0, tone_map="none")
-    synthesize_dataset(cfg, [src], [psf], folder / "ds", jobs=1, val_fraction=0.0)
+    synthesize(folder / "ds", sources=[src], psfs=[psf], config=cfg, job=JobOptions(jobs=1),
+               val_fraction=0.0)
     return str(folder / "ds"), psf
 
 
@@ -85,34 +87,35 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"lpie-data calibrate, {args.pairs} pairs of {SIZE}x{SIZE}; {platform.processor() or ''}"
+          f" {os.cpu_count()} cores, numpy {np.__version__}, scipy {scipy.__version__}")
+    print("| fit | seconds | one FFT pass (floor) | ratio |\n|---|---|---|---|", flush=True)
     rows = []
+
+    def row(name: str, seconds: float, floor: float | None = None) -> None:
+        rows.append({"fit": name, "seconds": seconds, "fft_pass_seconds": floor})
+        extra = f"{floor:.2f} | {seconds / floor:.0f}x" if floor else "- | -"
+        print(f"| {name} | {seconds:.2f} | {extra} |", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="lpie-bench-calibrate-") as tmp:
         for n, psf_size in enumerate(sizes):
             ds, psf_file = make_dataset(Path(tmp) / f"d{n}", args.pairs, psf_size)
             pairs, t_read = timed(load_linear_pairs, ds)
             if n == 0:
-                rows.append(("read split into linear light", t_read, None))
+                row("read split into linear light", t_read)
                 _, t = timed(fit_noise, pairs, NoiseFitOptions())
-                rows.append(("calibrate noise", t, None))
+                row("calibrate noise", t)
                 _, t = timed(fit_noise, pairs, NoiseFitOptions(), load_psf(psf_file))
-                rows.append((f"calibrate noise --psf ({psf_size}x{psf_size})", t, None))
+                row(f"calibrate noise --psf ({psf_size}x{psf_size})", t)
             opts = PsfFitOptions(size=psf_size)
             fit, t = timed(fit_psf, pairs, opts)
             floor = fft_floor(args.pairs, psf_size)
             passes = 2 * (opts.iterations + 2 * opts.refine) + 2
-            rows.append((f"calibrate psf --size {psf_size} ({opts.iterations} CG + "
-                         f"{opts.refine} refine steps, ~{passes} FFT passes; PSNR "
-                         f"{min(fit.psnr.values()):.1f} dB)", t, floor))
-    print(f"lpie-data calibrate, {args.pairs} pairs of {SIZE}x{SIZE}; {platform.processor() or ''}"
-          f" {os.cpu_count()} cores, numpy {np.__version__}, scipy {scipy.__version__}")
-    print("| fit | seconds | one FFT pass (floor) | ratio |\n|---|---|---|---|")
-    for name, t, floor in rows:
-        extra = f"{floor:.2f} | {t / floor:.0f}x" if floor else "- | -"
-        print(f"| {name} | {t:.2f} | {extra} |")
+            row(f"calibrate psf --size {psf_size} ({opts.iterations} CG + {opts.refine} refine "
+                f"steps, ~{passes} FFT passes; PSNR {min(fit.psnr.values()):.1f} dB)", t, floor)
+            del pairs, fit
     if args.json:
-        print(json.dumps([{"fit": r[0], "seconds": r[1], "fft_pass_seconds": r[2]}
-                          for r in rows]))
-
+        print(json.dumps(rows))
 
 if __name__ == "__main__":
     main()

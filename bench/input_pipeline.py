@@ -24,7 +24,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from lpie_data.jobs import WorkItem, run_job  # noqa: E402
+from lpie_data.jobs import JobOptions, WorkItem, run_job  # noqa: E402
 from lpie_data.records import Example  # noqa: E402
 
 
@@ -42,8 +42,8 @@ def produce(item: WorkItem) -> Iterator[Example]:
 
 def write_dataset(out: str, size: int, pairs: int) -> None:
     items = [WorkItem(f"p{i:04d}", "train", (size, i)) for i in range(pairs)]
-    run_job(out, "bench", "bench", {"size": size, "pairs": pairs}, items, produce, jobs=1,
-            shard_bytes=16 * 2**20)
+    run_job(out, "bench", "bench", {"size": size, "pairs": pairs}, items, produce,
+            JobOptions(jobs=1, shard_bytes=16 * 2**20))
 
 
 def delivered_per_second(path: str, crop: int, batch: int, batches: int) -> float:

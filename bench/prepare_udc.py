@@ -65,13 +65,11 @@ def _dataset_bytes(argv: list[str], out: Path) -> int:
 
 
 def _profile(root: Path, out: Path, tone_map: str) -> None:
-    from lpie_data.jobs import run_job
-    from lpie_data.sources import udc
+    from lpie_data import JobOptions, prepare_udc
 
-    items, _ = udc.work_items(root, 400, tone_map, 5)
     profiler = cProfile.Profile(time.process_time)
-    profiler.runcall(run_job, str(out), udc.NAME, "prepare udc",
-                     {"root": str(root), "tonemap": tone_map}, items, udc.produce, jobs=1)
+    profiler.runcall(prepare_udc, root, out, patch=400, tone_map=tone_map,
+                     job=JobOptions(jobs=1))
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 

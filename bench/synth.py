@@ -10,7 +10,7 @@ Reports, on this machine:
 - the common approach: scipy.signal.fftconvolve per channel on the reflect-padded image;
 Timings are the best of ``--repeats`` runs, taken in turns with the floor; the median of the
 per-run ratios is reported too.
-- end to end: pairs/s of synthesize_dataset writing shards (one process).
+- end to end: pairs/s of synthesize writing shards (one process).
 
 The command, per pair (issue 13's row; bench/perpair.py has the method): ``lpie-data synth``
 with 800 x 800 crops, the 800 x 800 x 3 built-in PSF, ``unprocessing`` noise, ``reinhard``,
@@ -42,7 +42,8 @@ import scipy
 import scipy.fft
 import scipy.signal
 
-from lpie_data.synth import SynthConfig, builtin_psf, synthesize_dataset
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, builtin_psf, synthesize
 from lpie_data.synth.blur import clear_spectrum_cache, psf_spectrum, to_channels_first
 from lpie_data.synth.pipeline import synthesize_pair
 from lpie_data.synth.psf import rotate_psf, save_psf
@@ -147,8 +148,8 @@ def in_process(args: argparse.Namespace) -> None:
         cfg = SynthConfig(crop=SIZE, pairs_per_image=2)
         clear_spectrum_cache()
         t = time.perf_counter()
-        summary = synthesize_dataset(cfg, [src], [Path(tmp) / "psf.npy"], Path(tmp) / "out",
-                                     jobs=1, val_fraction=0.0)
+        summary = synthesize(Path(tmp) / "out", sources=[src], psfs=[Path(tmp) / "psf.npy"],
+                             config=cfg, job=JobOptions(jobs=1), val_fraction=0.0)
         t_e2e = time.perf_counter() - t
         pairs = sum(s["examples"] for s in summary.splits.values())
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from inspect import Parameter, signature
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,7 +22,10 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
-from lpie_data.valuespace import SOURCE_SPACES, UDC_TONEMAP_SPACES, manifest_value_space
+from lpie_data.valuespace import manifest_value_space
+
+if TYPE_CHECKING:
+    from lpie_data.jobs import JobOptions
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -55,41 +61,53 @@ def _main(verbose: VerboseOpt = False) -> None:
     quiet_tensorflow(verbose)
 
 
-def run_and_report(
-    *,
-    out: str,
-    name: str,
-    command: str,
-    arguments: dict[str, Any],
-    items: Sequence[Any],
-    produce: Callable[[Any], Iterable[Any]],
-    jobs: int,
-    backend: Backend,
-    scheduler: str | None,
-    shard_mb: int,
-    overwrite: bool,
-    extra_manifest: dict[str, Any] | None = None,
-    notes: Sequence[str] = (),
-) -> Any:
-    """Run a dataset job with a progress bar and print its summary (shared by all writers).
+def _warn(note: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
-    ``notes`` (e.g. unexpected dataset counts) are shown as warnings before the run and
-    repeated in the summary.
-    """
-    from lpie_data.jobs import run_job
 
-    for note in notes:
-        err_console.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False,
-                          soft_wrap=True)
-    with progress_bar(f"{command}", total=len(items)) as update:
-        summary = run_job(
-            out, name, command, arguments, items, produce, jobs=jobs, backend=backend.value,
-            scheduler=scheduler, shard_bytes=shard_mb * 2**20, overwrite=overwrite,
-            progress=update, extra_manifest=extra_manifest,
-        )
-    summary.notes = [*summary.notes, *notes]
-    print_summary(summary, out)
-    return summary
+@dataclass(frozen=True)
+class JobFlags:
+    """The flags every dataset-job command shares (added by :func:`job_command`)."""
+
+    jobs: int = -1
+    overwrite: bool = False
+    shard_mb: int = 128
+    backend: Backend = Backend.loky
+    scheduler: str | None = None
+
+    def options(self, progress: Callable[[int, int], None] | None, *,
+                warn: bool = True) -> JobOptions:
+        """The library's JobOptions (``warn``: print notes about the inputs up front)."""
+        from lpie_data.jobs import JobOptions
+
+        return JobOptions(jobs=self.jobs, backend=self.backend.value, scheduler=self.scheduler,
+                          shard_bytes=self.shard_mb * 2**20, overwrite=self.overwrite,
+                          progress=progress, warn=_warn if warn else None)
+
+
+_JOB_FLAGS = {"jobs": JobsOpt, "overwrite": OverwriteOpt, "shard_mb": ShardOpt,
+              "backend": BackendOpt, "scheduler": SchedulerOpt}
+
+
+def job_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a dataset-job command the shared --jobs/--overwrite/--shard-mb/--backend/--scheduler
+    flags; the command takes them as one ``flags: JobFlags`` argument."""
+    own_signature = signature(fn, eval_str=True)
+    own = [p for p in own_signature.parameters.values() if p.name != "flags"]
+    defaults = JobFlags()
+    shared = [Parameter(name, Parameter.KEYWORD_ONLY, annotation=annotation,
+                        default=getattr(defaults, name))
+              for name, annotation in _JOB_FLAGS.items()]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> None:
+        flags = JobFlags(**{name: kwargs.pop(name) for name in _JOB_FLAGS})
+        fn(*args, flags=flags, **kwargs)
+
+    params = [*own, *shared]
+    command.__signature__ = own_signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return command
 
 
 def print_summary(summary: Any, out: str, what: str = "items", lines: Sequence[str] = ()) -> None:
@@ -112,6 +130,7 @@ def print_summary(summary: Any, out: str, what: str = "items", lines: Sequence[s
 
 @prepare_app.command("sidd")
 @handle_errors
+@job_command
 def prepare_sidd(
     root: Annotated[Path, typer.Option("--root", help="SIDD_Medium_Srgb, its Data/ folder, "
                                        "or a SIDD-Small tree.")],
@@ -121,33 +140,26 @@ def prepare_sidd(
                                                "(default: --tile).")] = None,
     val_dir: Annotated[Path | None, typer.Option("--val-dir", help="Folder with "
                        "ValidationNoisyBlocksSrgb.mat / ValidationGtBlocksSrgb.mat.")] = None,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Cut SIDD sRGB noisy/clean pairs into tiles (train) and add the validation blocks.
 
     Example: lpie-data prepare sidd --root ~/data/SIDD_Medium_Srgb --out data/sidd --jobs 8
     """
-    from lpie_data.sources import sidd
+    from lpie_data.prepare import prepare_sidd as run
 
-    stride = tile if stride is None else stride
-    items = sidd.work_items(root, tile, stride, val_dir)
-    arguments = {"root": str(root.resolve()), "tile": tile, "stride": stride,
-                 "val_dir": str(val_dir.resolve()) if val_dir else None}
-    summary = run_and_report(out=out, name=sidd.NAME, command="prepare sidd",
-                             arguments=arguments, items=items, produce=sidd.produce, jobs=jobs,
-                             backend=backend, scheduler=scheduler, shard_mb=shard_mb,
-                             overwrite=overwrite, notes=sidd.skipped_folders(root),
-                             extra_manifest={"value_space": SOURCE_SPACES[sidd.NAME]})
+    with progress_bar("prepare sidd") as update:
+        summary = run(root, out, tile=tile, stride=stride, val_dir=val_dir,
+                      job=flags.options(update))
+    print_summary(summary, out)
     if summary.noop:
         return
-    frames = sum(1 for it in items if it.split == "train")
-    val = " and the validation blocks" if len(items) > frames else ""
-    console.print(f"  from {frames} frame pairs (tile {tile}, stride {stride}){val}",
-                  soft_wrap=True)
+    # One work item per frame pair, and one for all the validation blocks.
+    val = "validation" in summary.splits
+    frames = summary.items - 1 if val else summary.items
+    step = tile if stride is None else stride
+    console.print(f"  from {frames} frame pairs (tile {tile}, stride {step})"
+                  f"{' and the validation blocks' if val else ''}", soft_wrap=True)
 
 
 class UdcToneMap(StrEnum):
@@ -162,6 +174,7 @@ class GoproBlur(StrEnum):
 
 @prepare_app.command("udc")
 @handle_errors
+@job_command
 def prepare_udc(
     root: Annotated[Path, typer.Option("--root", help="DISCNet's synthetic_data (holding GT/ "
                                        "and input/) or the MIPI 2022 folder (training/, "
@@ -174,30 +187,23 @@ def prepare_udc(
         "stored as float16.")] = UdcToneMap.reinhard,
     psf_pos: Annotated[str, typer.Option(
         "--psf-pos", help="DISCNet PSF position (input/ZTE_new_<pos>/, 1-9) or 'all'.")] = "5",
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Cut UDC SYNTH HDR .npy pairs (DISCNet or MIPI layout) into tone-mapped patches.
 
     Example: lpie-data prepare udc --root ~/data/synthetic_data --out data/udc --psf-pos all
     """
-    from lpie_data.sources import udc
+    from lpie_data.prepare import prepare_udc as run
 
-    items, notes = udc.work_items(root, patch, tonemap.value, psf_pos)
-    arguments = {"root": str(root.resolve()), "patch": patch, "tonemap": tonemap.value,
-                 "psf_pos": udc.parse_psf_pos(psf_pos)}
-    run_and_report(
-        out=out, name=udc.NAME, command="prepare udc", arguments=arguments, items=items,
-        produce=udc.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
-        extra_manifest={"value_space": UDC_TONEMAP_SPACES[tonemap.value]})
+    with progress_bar("prepare udc") as update:
+        summary = run(root, out, patch=patch, tone_map=tonemap.value, psf_pos=psf_pos,
+                      job=flags.options(update))
+    print_summary(summary, out)
 
 
 @prepare_app.command("gopro")
 @handle_errors
+@job_command
 def prepare_gopro(
     root: Annotated[Path, typer.Option("--root", help="GOPRO_Large (train/, test/ of "
                                        "<sequence>/{blur,blur_gamma,sharp}/) or the flattened "
@@ -206,25 +212,18 @@ def prepare_gopro(
     blur: Annotated[GoproBlur, typer.Option(
         "--blur", help="Input folder of GOPRO_Large: blur (modern benchmarks) or blur_gamma "
         "(the original paper).")] = GoproBlur.blur,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Store GoPro blurred/sharp pairs as whole 1280x720 frames, keyed <sequence>/<frame>.
 
     Example: lpie-data prepare gopro --root ~/data/GOPRO_Large --out data/gopro --jobs 8
     """
-    from lpie_data.sources import gopro
+    from lpie_data.prepare import prepare_gopro as run
 
-    items, notes = gopro.work_items(root, blur.value)
-    arguments = {"root": str(root.resolve()), "blur": blur.value}
-    run_and_report(
-        out=out, name=gopro.NAME, command="prepare gopro", arguments=arguments, items=items,
-        produce=gopro.produce, jobs=jobs, backend=backend, scheduler=scheduler,
-        shard_mb=shard_mb, overwrite=overwrite, notes=notes,
-        extra_manifest={"value_space": SOURCE_SPACES[gopro.NAME]})
+    with progress_bar("prepare gopro") as update:
+        summary = run(root, out, blur=blur.value,
+                      job=flags.options(update))
+    print_summary(summary, out)
 
 
 @app.command("inspect")
@@ -351,6 +350,7 @@ def extract(
 
 @app.command("synth")
 @handle_errors
+@job_command
 def synth(
     out: OutOpt,
     psf: Annotated[list[Path] | None, typer.Option(
@@ -368,11 +368,7 @@ def synth(
     source_space: Annotated[SourceSpace | None, typer.Option(
         "--source-space", help="Photos are sRGB (linearised) or already linear; overrides "
         "the config.")] = None,
-    jobs: JobsOpt = -1,
-    overwrite: OverwriteOpt = False,
-    shard_mb: ShardOpt = 128,
-    backend: BackendOpt = Backend.loky,
-    scheduler: SchedulerOpt = None,
+    flags: JobFlags = JobFlags(),
 ) -> None:
     """Simulate training pairs y = gamma(C(x * k + n)): blur by a PSF, noise, clip, tone map.
 
@@ -380,18 +376,16 @@ def synth(
     """
     import dataclasses
 
-    from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize_dataset
+    from lpie_data.synth import SynthConfig, synth_config_from_toml, synthesize
     from lpie_data.synth.pipeline import mean_clipped
 
     cfg = synth_config_from_toml(config) if config else SynthConfig()
     if source_space is not None:
         cfg = dataclasses.replace(cfg, source_space=source_space.value)
     with progress_bar("synth") as update:
-        summary = synthesize_dataset(
-            cfg, source or [], psf or [], out, seed=seed, val_fraction=val_fraction, jobs=jobs,
-            backend=backend.value, scheduler=scheduler, shard_bytes=shard_mb * 2**20,
-            overwrite=overwrite, progress=update,
-        )
+        summary = synthesize(out, sources=source or [], psfs=psf or [], config=cfg, seed=seed,
+                             val_fraction=val_fraction,
+                             job=flags.options(update, warn=False))
     clipped = mean_clipped(out)
     lines = [] if clipped is None else [
         f"clipped: {clipped:.1%} of the input pixels on average reached x_max (meta 'clipped')"]

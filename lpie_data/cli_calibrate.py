@@ -19,6 +19,9 @@ calibrate_app = typer.Typer(
 )
 
 SplitOpt = Annotated[str, typer.Option("--split", help="Split to read.")]
+PairsOpt = Annotated[int | None, typer.Option(
+    "--pairs", min=1, help="Use the first N pairs of the split (default: all; all are held "
+    "in memory).")]
 
 
 def _space_text(space: str, assumed: bool) -> str:
@@ -43,6 +46,7 @@ def noise(
         "calibrate psf): residual y - x*k at intensity x*k.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG picture to write "
                                               "(default: --out with .png).")] = None,
+    pairs: PairsOpt = None,
 ) -> None:
     """Fit the noise-level function var(y - x | x) = beta1 x + beta2 per group and channel.
 
@@ -52,7 +56,7 @@ def noise(
 
     keys = tuple(k.strip() for k in by.split(",") if k.strip())
     cal = calibrate_noise(dataset, out, split=split, psf=psf, plot=plot,
-                          options=NoiseFitOptions(by=keys))
+                          options=NoiseFitOptions(by=keys), limit=pairs)
     console.print(f"  value space: {_space_text(cal.value_space, cal.assumed)}",
                   soft_wrap=True, highlight=False)
     used = "x * k (re-blurred target, --psf)" if psf else "x (the target; pairs taken as unblurred)"
@@ -77,15 +81,16 @@ def psf(
     out: Annotated[Path, typer.Option("--out", help="PSF .npy to write (picture .png and "
                                       "report .json go next to it).")],
     split: SplitOpt = "train",
-    size: Annotated[int, typer.Option("--size", min=1, help="PSF side in pixels (odd; may be "
-                                      "as large as the pairs).")] = 65,
+    size: Annotated[int | None, typer.Option("--size", min=1, help="PSF side in pixels (odd; "
+                                             "may be as large as the pairs; default 65).")] = None,
     border: Annotated[int | None, typer.Option(
         "--border", min=0, help="Pixels left out at each side (default: the PSF radius, at "
         "most 1/8 of the pair).")] = None,
-    smoothness: Annotated[float, typer.Option("--smoothness", min=0.0,
-                                              help="Weight of the smoothness prior.")] = 1e-5,
-    iterations: Annotated[int, typer.Option("--iterations", min=1,
-                                            help="Conjugate-gradient steps.")] = 60,
+    smoothness: Annotated[float | None, typer.Option(
+        "--smoothness", min=0.0, help="Weight of the smoothness prior (default 1e-5).")] = None,
+    iterations: Annotated[int | None, typer.Option(
+        "--iterations", min=1, help="Conjugate-gradient steps (default 40).")] = None,
+    pairs: PairsOpt = None,
 ) -> None:
     """Estimate the PSF k per channel from pairs whose input is the blurred target (x * k).
 
@@ -93,13 +98,14 @@ def psf(
     """
     from lpie_data.calibrate import PsfFitOptions, calibrate_psf
 
-    options = PsfFitOptions(size=size, border=border, smoothness=smoothness,
-                            iterations=iterations)
-    cal = calibrate_psf(dataset, out, split=split, options=options)
+    given = {"size": size, "border": border, "smoothness": smoothness, "iterations": iterations}
+    options = PsfFitOptions(**{k: v for k, v in given.items() if v is not None})
+    cal = calibrate_psf(dataset, out, split=split, options=options, limit=pairs)
     console.print(f"  value space: {_space_text(cal.value_space, cal.assumed)}",
                   soft_wrap=True, highlight=False)
     values = sorted(cal.fit.psnr.values())
-    console.print(f"  {size}x{size} PSF from {cal.pairs} pairs, border {cal.fit.border}, "
+    side = options.size
+    console.print(f"  {side}x{side} PSF from {cal.pairs} pairs, border {cal.fit.border}, "
                   f"{cal.fit.pixels} pixels per channel; re-blurred targets against inputs: "
                   f"PSNR {values[0]:.1f} .. {values[-1]:.1f} dB (per pair in the report)",
                   soft_wrap=True, highlight=False)

@@ -21,10 +21,13 @@ unreadable, truncated or corrupt files, unsupported modes, and headers that clai
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -123,21 +126,70 @@ def _decode_png(path: Path, data: bytes, hdr: PngHeader) -> np.ndarray:
         raise _corrupt(path, e) from None
 
 
-def read_png8_rgb(path: str | Path) -> np.ndarray:
-    """Decode an 8-bit RGB PNG exactly as stored: uint8 H x W x 3 (no orientation, no colour
-    conversion). Anything else -> DataError naming the file."""
-    path = Path(path)
-    data = _read_bytes(path)
-    hdr = _png_header_from(data[:33], path)
+def _require_png8_rgb(hdr: PngHeader, path: str | Path) -> PngHeader:
     if hdr.bit_depth != 8 or hdr.color_type != 2:
         raise DataError(
             f"{path}: expected an 8-bit RGB PNG, found {hdr.bit_depth}-bit "
             f"{color_type_name(hdr.color_type)}"
         )
+    return hdr
+
+
+def png8_rgb_header(path: str | Path) -> PngHeader:
+    """The header of an 8-bit RGB PNG (what SIDD and GoPro ship), read without decoding;
+    DataError naming the file and what it holds instead."""
+    return _require_png8_rgb(png_header(path), path)
+
+
+def read_png8_rgb(path: str | Path) -> np.ndarray:
+    """Decode an 8-bit RGB PNG exactly as stored: uint8 H x W x 3 (no orientation, no colour
+    conversion). Anything else -> DataError naming the file."""
+    path = Path(path)
+    data = _read_bytes(path)
+    hdr = _require_png8_rgb(_png_header_from(data[:33], path), path)
     arr = _decode_png(path, data, hdr)
     if arr.shape != (hdr.height, hdr.width, 3):
         raise DataError(f"{path}: decoded shape {arr.shape} does not match its header")
     return arr
+
+
+def decode_threads() -> int:
+    """Threads one worker may use: joblib tells its process workers their share of the cores
+    in ``OMP_NUM_THREADS`` (cores // jobs); elsewhere (``--jobs 1``) every core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+_HELPER: list[ThreadPoolExecutor] = []
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def both(fn: Callable[[T], R], first: T, second: T) -> tuple[R, R]:
+    """``(fn(first), fn(second))``, the second computed by a helper thread at the same time
+    when the worker has more than one core (:func:`decode_threads`; the decoders, file reads
+    and numpy's array loops release the GIL), so ``--jobs 1`` uses both cores of a 2-core
+    machine as synth's FFT does. The same results either way; the first call's error wins."""
+    if decode_threads() < 2:
+        return fn(first), fn(second)
+    if not _HELPER:  # one per process, made on first use (never inherited by a fork)
+        _HELPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpie-pair"))
+    later = _HELPER[0].submit(fn, second)
+    try:
+        a = fn(first)
+    except BaseException:
+        wait([later])  # the helper is idle again before the error propagates
+        raise
+    return a, later.result()
+
+
+def read_png8_rgb_pair(first: str | Path, second: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_png8_rgb` of the two frames of a dataset pair, decoded at the same time
+    where the worker may use two cores (:func:`both`)."""
+    return both(read_png8_rgb, first, second)
 
 
 # --------------------------------------------------------------------------- photo metadata

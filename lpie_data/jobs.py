@@ -6,6 +6,10 @@ cluster through joblib's dask backend). Each finished item leaves a part file in
 ``OUT/.lpie-work/``; a rerun skips finished items, so a killed job resumes and ends with exactly
 the bytes an uninterrupted run writes. Once every item is done the parts become shards and
 ``manifest.json`` is written last.
+
+A job holds an advisory lock on its (local) output folder while it runs (:func:`output_lock`).
+Its fingerprint covers the command, arguments, items and the content of every input file
+(:func:`item_inputs`), checked cheaply on a rerun (see docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +33,8 @@ import numpy as np
 
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.items import Produce, WorkItem
+from lpie_data.records import example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -48,13 +54,36 @@ LOCK_FILE = ".lpie-lock"
 BACKENDS = ("loky", "threading", "dask")
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    """One unit of work: ``key`` is unique and stable, ``args`` is picklable."""
+__all__ = ["BACKENDS", "JobOptions", "JobSummary", "WorkItem", "run_job"]
 
-    key: str
-    split: str
-    args: Any = None
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a dataset job runs: the bundle every job entry point takes as ``job=``.
+
+    ``jobs``: parallel workers (-1: all cores); ``backend``: joblib backend, one of
+    :data:`BACKENDS` (``dask`` runs on the cluster at ``scheduler``); ``shard_bytes``: target
+    shard size; ``overwrite``: replace a dataset made with other arguments; ``progress(done,
+    total)``: called as items finish; ``warn(note)``: called with each note about the inputs
+    before the work starts (the notes are in the summary too). Only ``shard_bytes`` changes the
+    bytes written.
+    """
+
+    jobs: int = -1
+    backend: str = "loky"
+    scheduler: str | None = None
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    overwrite: bool = False
+    progress: Callable[[int, int], None] | None = None
+    warn: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise OutputError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.jobs == 0:
+            raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+        if self.shard_bytes < 1:
+            raise ConfigError(f"shard size must be positive, got {self.shard_bytes} bytes")
 
 
 @dataclass
@@ -121,11 +150,17 @@ def _inputs_digest(item: WorkItem) -> str:
     when a file is newer than the state it is compared with (:func:`_newer_inputs`).
     """
     digest = hashlib.sha256()
-    for path, size, _ in item_inputs(item):
-        with open(path, "rb") as f:
-            content = hashlib.file_digest(f, "blake2b").hexdigest()
-        digest.update(f"{path}\t{size}\t{content}\n".encode())
+    for path, size, mtime in item_inputs(item):
+        digest.update(f"{path}\t{size}\t{_file_blake2(path, size, mtime)}\n".encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_blake2(path: str, size: int, mtime_ns: int) -> str:
+    """BLAKE2 of a file, once per process for each (path, size, mtime): many items can share
+    one input (synthesis from a dataset's shards reads one record of a large shard each)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()
 
 
 def _newer_inputs(stats: Sequence[tuple[str, int, int]], than_ns: int) -> bool:
@@ -184,8 +219,7 @@ def _part_path(work: str, index: int) -> str:
     return storage.join(work, f"part-{index:06d}")
 
 
-def _do_item(produce: Callable[[WorkItem], Iterable[Example]], item: WorkItem, index: int,
-             work: str) -> int:
+def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
     """Worker side: run ``produce`` and write the item's part file + sidecar atomically."""
     base = _part_path(work, index)
     inputs = _inputs_digest(item)  # what this part was made from (checked on a resume)
@@ -379,29 +413,23 @@ def run_job(
     command: str,
     arguments: dict[str, Any],
     items: Sequence[WorkItem],
-    produce: Callable[[WorkItem], Iterable[Example]],
+    produce: Produce,
+    job: JobOptions = JobOptions(),
     *,
-    jobs: int = -1,
-    backend: str = "loky",
-    scheduler: str | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    notes: Sequence[str] = (),
     extra_manifest: dict[str, Any] | None = None,
 ) -> JobSummary:
     """Write the dataset ``out`` from ``items`` (in the given order) with ``produce``.
 
     ``arguments`` identifies the output (leave out jobs/backend: they never change bytes).
-    ``progress(done, total)`` is called as items finish. Resumes a killed run; a finished,
-    identical run is a no-op (``summary.noop``); other content in ``out`` is refused unless
-    ``overwrite``. Raises LpieError subclasses; worker errors propagate with their message.
+    ``notes`` about the inputs go to ``job.warn`` before any work and into the summary.
+    Resumes a killed run; a finished, identical run is a no-op (``summary.noop``); other
+    content in ``out`` is refused unless ``job.overwrite``. Raises LpieError subclasses;
+    worker errors propagate with their message.
     """
     t0 = time.perf_counter()
     out = str(out)
-    if backend not in BACKENDS:
-        raise OutputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    if jobs == 0:
-        raise ConfigError("jobs must be a number of workers >= 1, or negative (-1: all cores)")
+    shard_bytes = job.shard_bytes
     if not items:
         raise DataError("nothing to do: no input items were found")
     seen: set[str] = set()
@@ -411,6 +439,8 @@ def run_job(
         seen.add(it.key)
     inputs = [item_inputs(it) for it in items]  # stat only; refuses FIFOs before any work
     fingerprint = json.loads(json.dumps(_fingerprint(name, command, arguments, items, shard_bytes)))
+    for note in notes if job.warn else ():
+        job.warn(note)
     if not storage.exists(out):
         try:
             storage.makedirs(out)
@@ -420,21 +450,19 @@ def run_job(
         raise OutputError(f"{out}: exists and is not a folder")
     with output_lock(out, command):
         return _run_locked(out, name, command, arguments, items, produce, fingerprint, inputs,
-                           jobs=jobs, backend=backend, scheduler=scheduler,
-                           shard_bytes=shard_bytes, overwrite=overwrite, progress=progress,
-                           extra_manifest=extra_manifest, t0=t0)
+                           job=job, notes=notes, extra_manifest=extra_manifest, t0=t0)
 
 
 def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
-                items: Sequence[WorkItem], produce: Callable[[WorkItem], Iterable[Example]],
-                fingerprint: dict[str, Any], inputs: Sequence[Sequence[tuple[str, int, int]]], *,
-                jobs: int, backend: str,
-                scheduler: str | None, shard_bytes: int, overwrite: bool,
-                progress: Callable[[int, int], None] | None,
-                extra_manifest: dict[str, Any] | None, t0: float) -> JobSummary:
+                items: Sequence[WorkItem], produce: Produce, fingerprint: dict[str, Any],
+                inputs: Sequence[Sequence[tuple[str, int, int]]], *, job: JobOptions,
+                notes: Sequence[str], extra_manifest: dict[str, Any] | None,
+                t0: float) -> JobSummary:
     """The body of :func:`run_job`, run while this process holds the output folder's lock."""
+    jobs, backend, scheduler = job.jobs, job.backend, job.scheduler
+    shard_bytes, overwrite, progress = job.shard_bytes, job.overwrite, job.progress
     state = _prepare_out(out, fingerprint, overwrite, name, items, inputs)
-    summary = JobSummary(out=out, items=len(items))
+    summary = JobSummary(out=out, items=len(items), notes=list(notes))
     if state == "done":
         summary.noop = True
         from lpie_data.shards import read_manifest

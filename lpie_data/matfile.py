@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ def mat_version(path: Path) -> str:
     raise DataError(f"{path}: not a MATLAB .mat file (no MAT v5 or v7.3/HDF5 header)")
 
 
-def mat_array_info(path: Path, variable: str | None = None) -> tuple[tuple[int, ...], str]:
+def mat_array_info(path: Path, variable: str | Sequence[str] | None = None
+                   ) -> tuple[tuple[int, ...], str]:
     """(shape, dtype name) of one array, as :func:`load_mat_array` would return it, read from
     the file's headers only (cheap: lets a job check a large .mat before starting)."""
     version = mat_version(path)
@@ -35,7 +37,7 @@ def mat_array_info(path: Path, variable: str | None = None) -> tuple[tuple[int, 
         try:
             with h5py.File(path, "r") as f:
                 names = [k for k in f.keys() if not k.startswith("#")]
-                dset = f[_pick(path, names, variable)]
+                dset = f[pick_array(path, names, variable)]
                 return tuple(dset.shape[::-1]), dset.dtype.name
         except (OSError, KeyError, AttributeError) as e:
             raise DataError(f"{path}: unreadable MAT v7.3 file ({e})") from None
@@ -45,14 +47,15 @@ def mat_array_info(path: Path, variable: str | None = None) -> tuple[tuple[int, 
         found = {name: (shape, cls) for name, shape, cls in scipy.io.whosmat(path)}
     except Exception as e:  # scipy raises several types for corrupt files
         raise DataError(f"{path}: unreadable MAT v5 file ({e})") from None
-    shape, cls = found[_pick(path, list(found), variable)]
+    shape, cls = found[pick_array(path, list(found), variable)]
     return tuple(shape), cls
 
 
-def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
+def load_mat_array(path: Path, variable: str | Sequence[str] | None = None) -> np.ndarray:
     """Load one array from a .mat file in C (row-major) order, as MATLAB indexes it.
 
-    ``variable=None`` takes the only array in the file. v7.3 arrays are transposed back
+    ``variable``: a name, or names in order of preference; otherwise (or when none is present)
+    the only array in the file (:func:`pick_array`). v7.3 arrays are transposed back
     (HDF5 stores MATLAB's column-major data with reversed dimensions).
     """
     version = mat_version(path)
@@ -62,7 +65,7 @@ def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
         try:
             with h5py.File(path, "r") as f:
                 names = [k for k in f.keys() if not k.startswith("#")]
-                name = _pick(path, names, variable)
+                name = pick_array(path, names, variable)
                 arr = f[name][()]
         except (OSError, KeyError, AttributeError, TypeError) as e:
             raise DataError(f"{path}: unreadable MAT v7.3 file ({e})") from None
@@ -74,13 +77,20 @@ def load_mat_array(path: Path, variable: str | None = None) -> np.ndarray:
     except Exception as e:  # scipy raises several types for corrupt files
         raise DataError(f"{path}: unreadable MAT v5 file ({e})") from None
     names = [k for k in data if not k.startswith("__")]
-    return np.asarray(data[_pick(path, names, variable)])
+    return np.asarray(data[pick_array(path, names, variable)])
 
 
-def _pick(path: Path, names: list[str], variable: str | None) -> str:
-    if variable is not None and variable in names:
-        return variable
+def pick_array(path: str | Path, names: Sequence[str], wanted: str | Sequence[str] | None = None,
+               what: str = "to read") -> str:
+    """Which of a file's arrays ``names`` to read (.mat, .npz, .h5): the first of ``wanted``
+    present, else the only array; DataError listing the arrays otherwise."""
+    preferred = [wanted] if isinstance(wanted, str) else list(wanted or ())
+    for name in preferred:
+        if name in names:
+            return name
     if len(names) == 1:
         return names[0]
-    want = f"variable {variable!r}" if variable else "a single array"
-    raise DataError(f"{path}: expected {want}; found {', '.join(names) or 'none'}")
+    advice = "keep one array" + (f" or name it {' or '.join(preferred[:2])}" if preferred else "")
+    raise DataError(f"{path}: cannot tell which array {what} (arrays: "
+                    f"{', '.join(names) or 'none'}); {advice}")
+

@@ -15,8 +15,10 @@ reading and OutputError when writing, naming the path; local paths raise the usu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import IO, Any
 
 from lpie_data.errors import DataError, LpieError, OutputError
@@ -185,19 +187,27 @@ def rename(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The one atomic write: yields a temporary name next to ``path`` (``.<name>.tmp``) for the
+    caller to write; renamed over ``path`` when the block ends. A reader never sees a
+    half-written file. (Writers that take a path must accept the URL for remote ``path``s;
+    :func:`open_file` does.)
 
-    Raises OutputError naming ``path`` when it cannot be written (the temporary file is removed).
+    If the block or the rename fails (a full disk, no permission, a kill: ^C) the temporary
+    file is removed; an OSError becomes OutputError naming ``path``.
+
+        with atomic_path(out) as tmp, open_file(tmp, "wb") as f:
+            np.save(f, array)
     """
-    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in str(path) else (
-        "." + str(path) + ".tmp"
+    path = str(path)
+    tmp = join(*_split(path)[:1], "." + basename(path) + ".tmp") if "/" in path else (
+        "." + path + ".tmp"
     )
     try:
-        with open_file(tmp, "wb") as f:
-            f.write(data)
+        yield tmp
         rename(tmp, path)
-    except BaseException as e:  # a full disk, no permission, a kill (^C): no .tmp is left
+    except BaseException as e:
         try:
             if exists(tmp):
                 remove(tmp)
@@ -206,6 +216,13 @@ def write_atomic(path: str, data: bytes) -> None:
         if isinstance(e, OSError):
             raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a rename (:func:`atomic_path`);
+    OutputError naming ``path`` when it cannot be written."""
+    with atomic_path(path) as tmp, open_file(tmp, "wb") as f:
+        f.write(data)
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lpie_data.errors import ConfigError, DataError
+from lpie_data.jsonfile import json_safe
 
 DEFAULT_SIZES = ((256, 256), (800, 800), (1080, 1920), (1440, 2560), (2160, 3840))
 SIZE_NAMES = {(1080, 1920): "FHD", (1440, 2560): "2K", (2160, 3840): "4K"}
@@ -253,7 +254,7 @@ def benchmark(
                 rows.append(BenchRow(h, w, "-", macs))
     return {
         "params": int(model.count_params()),
-        "build": _jsonable(getattr(model, "lpie_config", None)),
+        "build": json_safe(getattr(model, "lpie_config", None)),
         "threads": threads,
         "runs": runs,
         "warmup": warmup,
@@ -324,12 +325,6 @@ def _precision_of(runner: Any) -> str:
     if np.float16 in types:
         return "fp16"
     return "fp32"
-
-
-def _jsonable(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if config is None:
-        return None
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
 def machine_description() -> dict[str, Any]:

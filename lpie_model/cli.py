@@ -81,7 +81,8 @@ def evaluate_cmd(
     Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
     """
     quiet_tensorflow()
-    from lpie_model.evaluate import evaluate, write_csv, write_json
+    from lpie_data.jsonfile import write_json
+    from lpie_model.evaluate import evaluate, write_csv
     from lpie_model.runner import open_runner
 
     runner = open_runner(model, threads=threads)
@@ -103,7 +104,7 @@ def evaluate_cmd(
         write_csv(result, csv)
         console.print(f"[green]wrote {csv}[/]")
     if json_out is not None:
-        write_json(result, json_out)
+        write_json(json_out, result.to_dict(), sort_keys=False)
         console.print(f"[green]wrote {json_out}[/]")
 
 
@@ -328,13 +329,18 @@ def export_cmd(
     crop = fixed or (ex.CALIBRATION_CROP, ex.CALIBRATION_CROP)
     cal = None
     if calibration is not None:
-        parity = ex.dataset_inputs(calibration, calibration_split, 3)
+        # Parity and calibration images go into the model's value space (when it records one).
+        from lpie_data.valuespace import value_space_of
+
+        data_space = value_space_of(calibration)[0] if net.lpie_value_space else None
+        parity = [(k, ex.to_model_space(x, data_space, net))
+                  for k, x in ex.dataset_inputs(calibration, calibration_split, 3)]
         if precision == "int8":
-            cal = ex.dataset_calibration(
+            cal = [ex.to_model_space(x, data_space, net) for x in ex.dataset_calibration(
                 calibration, calibration_split, count=calibration_count, crop=crop
-            )
+            )]
     else:
-        parity = ex.sample_photos()
+        parity = [(k, ex.to_model_space(x, "srgb", net)) for k, x in ex.sample_photos()]
         if precision == "int8":
             console.print(
                 "[yellow]int8: calibrating on sample photos; pass --calibration DATA "
@@ -353,9 +359,14 @@ def export_cmd(
         )
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
+    if report["value_space"] is None:
+        err_console.print(f"[yellow]note:[/] {model} records no value space: the .tflite says "
+                          "so (null), and enhance/evaluate will feed it stored values unchanged",
+                          highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision}, input {shape}, "
-        f"{report['params']:,} params, builtin ops: {', '.join(report['ops'])}"
+        f"{report['params']:,} params, value space {report['value_space']}, "
+        f"builtin ops: {', '.join(report['ops'])}"
     )
     for row in p["images"]:
         console.print(

@@ -24,13 +24,13 @@ Nothing is overwritten unless asked; every file is written to a temporary name a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
 from lpie_data.images import (
     PHOTO_SUFFIXES,
@@ -328,14 +328,7 @@ def _write_tiff(path: Path, image: np.ndarray) -> None:
 def _write_atomic(
     path: Path, image: np.ndarray, writer: Callable[[Path, np.ndarray], None]
 ) -> None:
-    """Write to a hidden temporary file next to `path`, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        writer(tmp, image)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({e})") from None
-    except LpieError:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write through `storage.atomic_path`: never a half-written file; OutputError naming
+    `path` if it cannot be written."""
+    with storage.atomic_path(path) as tmp:
+        writer(Path(tmp), image)

@@ -18,8 +18,6 @@ person sees.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError, OutputError
+from lpie_data.jsonfile import json_safe
 from lpie_model import metrics
 from lpie_model.runner import Runner, predict, unrecorded_space_note
 
@@ -75,7 +74,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; non-finite PSNRs (identical images) become null."""
-        return _finite({
+        return json_safe({
             "model": self.model,
             "data": self.data,
             "split": self.split,
@@ -87,17 +86,7 @@ class Evaluation:
             "mean": self.mean(),
             "gain": self.gain(),
             "images": [asdict(r) for r in self.images],
-        })
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
+        }, non_finite="null")
 
 
 def score_pair(
@@ -212,11 +201,3 @@ def write_csv(evaluation: Evaluation, path: str | Path) -> None:
         raise OutputError(f"{path}: cannot write ({e.strerror})") from None
 
 
-def write_json(evaluation: Evaluation, path: str | Path) -> None:
-    """The whole evaluation (`Evaluation.to_dict`) as indented JSON."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror})") from None

@@ -25,6 +25,7 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, LpieError, OutputError
+from lpie_data.jsonfile import json_safe
 from lpie_model.metrics import psnr
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -234,9 +235,20 @@ def model_metadata(model: Any, precision: str, io: str) -> dict[str, Any]:
         "output": f"restored image of the input's shape, {scale}, {values}",
         "precision": precision,
         "io": io,
-        "build": _jsonable(config) if config is not None else None,
+        "build": json_safe(config) if config is not None else None,
         "lpie_version": __version__,
     }
+
+
+def to_model_space(image: np.ndarray, space: str | None, model: Any) -> np.ndarray:
+    """`image` (values of value space `space`) mapped into the value space `model` works in
+    (`model.lpie_value_space`); unchanged when either is unknown (None) or they are equal."""
+    target = getattr(model, "lpie_value_space", None)
+    if space is None or target is None or space == target:
+        return image
+    from lpie_data.valuespace import convert
+
+    return convert(image, space, target)
 
 
 def add_metadata(content: bytes, info: dict[str, Any], name: str = METADATA_NAME) -> bytes:
@@ -576,7 +588,7 @@ def export_tflite(
         "bytes": len(content),
         "params": int(model.count_params()),
         "ops": op_names(content),
-        "build": _jsonable(config) if config is not None else None,
+        "build": json_safe(config) if config is not None else None,
         "value_space": info["value_space"],
         "metadata": info,
         "parity": parity_report(model, content, precision, images, num_threads=num_threads),
@@ -587,6 +599,3 @@ def export_tflite(
         raise OutputError(f"{report_path}: cannot write ({e})") from None
     return report
 
-
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}

@@ -26,6 +26,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
+from lpie_data.jsonfile import write_json
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
@@ -57,7 +58,7 @@ def resolve_paths(recipe: Recipe) -> Recipe:
     return dataclasses.replace(recipe, data=data)
 
 
-def read_json(path: str) -> Any:
+def read_run_json(path: str) -> Any:
     """A run's JSON file; OutputError naming it when it is damaged (DataError when missing)."""
     with storage.open_file(path, "rb") as f:
         data = f.read()
@@ -73,14 +74,10 @@ def read_summary(run_dir: str) -> dict[str, Any] | None:
     path = storage.join(run_dir, SUMMARY_FILE)
     if not storage.exists(path):
         return None
-    summary = read_json(path)
+    summary = read_run_json(path)
     if not isinstance(summary, dict) or not isinstance(summary.get("epochs_done", 0), int):
         raise OutputError(f"{path}: damaged summary (not the JSON object lpie writes)")
     return summary
-
-
-def write_json(path: str, data: Any) -> None:
-    storage.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
@@ -94,7 +91,7 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
         if not storage.exists(recipe_path):
             raise OutputError(f"{run_dir}: nothing to resume (no {RECIPE_FILE}); "
                               "start it without --resume")
-        saved = recipe_from_dict(read_json(recipe_path), recipe_path)
+        saved = recipe_from_dict(read_run_json(recipe_path), recipe_path)
         changed = [k for k in saved.differences(recipe) if k != "train.epochs"]
         if changed:
             raise ConfigError(

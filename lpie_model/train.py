@@ -22,6 +22,7 @@ from typing import Any
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jobs import output_lock
+from lpie_data.jsonfile import write_json
 from lpie_model.data import (
     SplitInfo,
     check_training_sources,
@@ -44,7 +45,6 @@ from lpie_model.rundir import (
     read_metrics,
     read_summary,
     resolve_paths,
-    write_json,
     write_metrics,
     write_model_json,
 )
@@ -137,9 +137,10 @@ def data_sources(recipe: Recipe, run_dir: str) -> tuple[tuple[DatasetRef, ...], 
     return (DatasetRef(out, "train"),), data.val_path or out, data.val_split
 
 
-def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
+def synthesize_recipe_data(recipe: Recipe, run_dir: str, progress: Progress | None = None) -> None:
     """Writes the ``[synth]`` dataset into ``RUN/data`` (resumed if killed, a no-op when done)."""
-    from lpie_data.synth import synthesize_dataset
+    from lpie_data.jobs import JobOptions
+    from lpie_data.synth import synthesize
 
     def report(done: int, total: int) -> None:
         if progress:
@@ -148,10 +149,10 @@ def synthesise(recipe: Recipe, run_dir: str, progress: Progress | None = None) -
     data = recipe.data
     if recipe.synth is None:
         return
-    synthesize_dataset(
-        recipe.synth, list(data.synth_sources), list(data.synth_psfs),
-        storage.join(run_dir, DATA_DIR), seed=data.synth_seed,
-        val_fraction=data.synth_val_fraction, progress=report,
+    synthesize(
+        storage.join(run_dir, DATA_DIR), sources=list(data.synth_sources),
+        psfs=list(data.synth_psfs), config=recipe.synth, seed=data.synth_seed,
+        val_fraction=data.synth_val_fraction, job=JobOptions(progress=report),
     )
 
 
@@ -429,7 +430,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
         write_json(storage.join(run_dir, RECIPE_FILE), recipe.to_dict())
     if recipe.synth is not None:
         if writer:
-            synthesise(recipe, run_dir, progress)
+            synthesize_recipe_data(recipe, run_dir, progress)
         else:
             wait_for_dataset(storage.join(run_dir, DATA_DIR), tr.join_timeout, progress)
         infos = _check_data(recipe, sources, val_path, val_split)

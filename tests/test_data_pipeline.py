@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lpie_data.errors import DataError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model.data import (
     augment_pair,
@@ -50,7 +50,7 @@ def write_dataset(out: Path, *, train: int = 6, val: int = 3, constant: float | 
     if val:
         items.append(WorkItem("v", "validation", (val, constant, *size)))
     run_job(str(out), "ramps", "test", {"constant": constant, "size": list(size)}, items,
-            produce_ramps, jobs=1, extra_manifest={"value_space": value_space})
+            produce_ramps, JobOptions(jobs=1), extra_manifest={"value_space": value_space})
     return str(out)
 
 

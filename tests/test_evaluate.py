@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet, load_model, metrics
 from lpie_model.cli import app
@@ -63,7 +63,7 @@ def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny"
     items = [WorkItem(key, "val", None) for key in sorted(NOISE)]
     items.append(WorkItem("udc", "tonemapped", None))
-    run_job(str(out), "tiny", "test", {}, items, produce, jobs=1)
+    run_job(str(out), "tiny", "test", {}, items, produce, JobOptions(jobs=1))
     return out
 
 
@@ -168,8 +168,8 @@ def _spaced_dataset(out: Path, space: str) -> Path:
         degraded, target = make_tonemapped_pair() if space == "reinhard" else make_pair("a")
         yield Example(item.key, degraded, target, {"source": item.key, "box": [0, 0, H, W]})
 
-    run_job(str(out), "tiny", "test", {}, [WorkItem("p", "val", None)], produce_one, jobs=1,
-            extra_manifest={"value_space": space})
+    run_job(str(out), "tiny", "test", {}, [WorkItem("p", "val", None)], produce_one,
+            JobOptions(jobs=1), extra_manifest={"value_space": space})
     return out
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from typer.testing import CliRunner
 
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_model import build_lpienet
 from lpie_model import export as ex
@@ -150,7 +150,7 @@ def dataset(tmp_path_factory):
         WorkItem(f"{name}-{i}", "train", {"photo": name, "at": [60 * i, 90 * i]})
         for i, name in enumerate(["astronaut", "coffee", "chelsea"])
     ]
-    run_job(str(out), "photos", "test", {}, items, _produce, jobs=1)
+    run_job(str(out), "photos", "test", {}, items, _produce, JobOptions(jobs=1))
     return out
 
 
@@ -226,3 +226,17 @@ def test_the_tflite_carries_its_value_space_as_metadata(tmp_path):
     assert ex.model_metadata(build_lpienet(widths=[4, 8, 4]), "fp32", "float")["value_space"] \
         is None
     assert ex.read_metadata(ex.convert(small)) is None
+
+
+def test_cli_export_of_a_run_writes_its_value_space(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.utils.set_random_seed(2)
+    build_lpienet(widths=[4, 8, 4]).save_weights(run / "best.weights.h5")
+    save_config(run, value_space="reinhard", widths=[4, 8, 4])
+    out = tmp_path / "r.tflite"
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(out), "--size", "32x32"])
+    assert result.exit_code == 0, result.output
+    assert "value space reinhard" in result.output
+    assert ex.read_metadata(out)["value_space"] == "reinhard"
+    assert json.loads(out.with_suffix(".json").read_text())["value_space"] == "reinhard"

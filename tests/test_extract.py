@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs
 from lpie_data.cli import app
 from lpie_data.images import read_image
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 from lpie_data.valuespace import convert
 
@@ -42,7 +42,7 @@ def _produce(item):
 
 def test_extract_stored_uint16_as_16bit_png(tmp_path):
     out = tmp_path / "ds"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, jobs=1)
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, JobOptions(jobs=1))
     r = runner.invoke(app, ["extract", str(out), "--out", str(tmp_path / "x"), "--count", "1",
                             "--stored"])
     assert r.exit_code == 0, r.output
@@ -55,7 +55,7 @@ def test_extract_stored_uint16_as_16bit_png(tmp_path):
 
 def test_extract_missing_split_fails(tmp_path):
     out = tmp_path / "ds"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, jobs=1,
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, JobOptions(jobs=1),
             extra_manifest={"value_space": "reinhard"})
     r = runner.invoke(app, ["extract", str(out), "--split", "nope", "--out", str(tmp_path / "x")])
     assert r.exit_code == 1
@@ -64,8 +64,8 @@ def test_extract_missing_split_fails(tmp_path):
 
 def _dataset(tmp_path, space):
     out = tmp_path / f"ds-{space}"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce_space, jobs=1,
-            extra_manifest={"value_space": space})
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce_space,
+            JobOptions(jobs=1), extra_manifest={"value_space": space})
     return out
 
 
@@ -97,7 +97,7 @@ def test_extract_writes_srgb_by_default_and_stored_values_on_request(tmp_path):
 
 def test_extract_without_a_known_value_space_points_to_stored(tmp_path):
     out = tmp_path / "ds"
-    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, jobs=1)
+    run_job(str(out), "t", "test", {}, [WorkItem("a", "train")], _produce, JobOptions(jobs=1))
     r = runner.invoke(app, ["extract", str(out), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1
     assert "value space" in r.output and "--stored" in r.output

@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import run_job
+from lpie_data.jobs import JobOptions
+from lpie_data.prepare import prepare_gopro
 from lpie_data.sources import gopro
 
 runner = CliRunner()
@@ -196,12 +197,10 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
 
 def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     root = make_gopro_nested(tmp_path)
-    items, _ = gopro.work_items(root)
     outs = []
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
-        run_job(str(out), gopro.NAME, "prepare gopro", {"root": str(root)}, items,
-                gopro.produce, jobs=jobs, shard_bytes=10_000)
+        prepare_gopro(root, out, job=JobOptions(jobs=jobs, shard_bytes=10_000))
         outs.append(tree_bytes(out))
     assert sum(".tfrecord-" in name for name in outs[0]) > 2
     assert outs[0] == outs[1]

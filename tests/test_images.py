@@ -263,3 +263,21 @@ def test_check_photo_header_sizes(tmp_path):
     Image.fromarray(RGB8).save(tmp_path / "a.png")
     for name in ("a.jpg", "a.tif", "a.png"):
         assert check_photo_header(Path(tmp_path / name)) == (24, 40)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_pair_reader_same_arrays_and_names_the_bad_file(tmp_path, monkeypatch, threads):
+    from lpie_data.images import read_png8_rgb_pair
+
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)  # what joblib gives each process worker
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(RGB8).save(a)
+    Image.fromarray(RGB8[::-1].copy()).save(b)
+    x, y = read_png8_rgb_pair(a, b)
+    assert np.array_equal(x, RGB8) and np.array_equal(y, RGB8[::-1])
+    b.write_bytes(b.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"b\.png: corrupt or truncated"):
+        read_png8_rgb_pair(a, b)
+    a.write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"a\.png: not a PNG"):  # the first file's error wins
+        read_png8_rgb_pair(a, b)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lpie_data.errors import DataError, OutputError
-from lpie_data.jobs import WORK_DIR, WorkItem, run_job
+from lpie_data.jobs import WORK_DIR, JobOptions, WorkItem, run_job
 from lpie_data.records import Example
 
 
@@ -42,7 +42,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 def _run(out, items, **kw):
     kw.setdefault("jobs", 1)
-    return run_job(str(out), "toy", "toy make", {"x": 1}, items, produce, **kw)
+    return run_job(str(out), "toy", "toy make", {"x": 1}, items, produce, JobOptions(**kw))
 
 
 @pytest.fixture
@@ -98,16 +98,16 @@ def test_other_arguments_refused_unless_overwrite(tmp_path, logs):
     out = tmp_path / "out"
     _run(out, _items(logs))
     with pytest.raises(OutputError, match="other arguments or inputs.*--overwrite"):
-        run_job(str(out), "toy", "toy make", {"x": 2}, _items(logs), produce, jobs=1)
+        run_job(str(out), "toy", "toy make", {"x": 2}, _items(logs), produce, JobOptions(jobs=1))
     with pytest.raises(OutputError, match="other arguments"):
         _run(out, _items(logs, n=4))  # other inputs
     with pytest.raises(OutputError, match="other arguments"):
         _run(out, _items(logs), shard_bytes=1000)
     (out / "stray.tfrecord-00000-of-00009").write_bytes(b"old")
-    run_job(str(out), "toy", "toy make", {"x": 2}, _items(logs, n=4), produce, jobs=1,
-            overwrite=True)
+    run_job(str(out), "toy", "toy make", {"x": 2}, _items(logs, n=4), produce,
+            JobOptions(jobs=1, overwrite=True))
     fresh = tmp_path / "fresh"
-    run_job(str(fresh), "toy", "toy make", {"x": 2}, _items(logs, n=4), produce, jobs=1)
+    run_job(str(fresh), "toy", "toy make", {"x": 2}, _items(logs, n=4), produce, JobOptions(jobs=1))
     assert _files(out) == _files(fresh)
 
 
@@ -118,7 +118,7 @@ def test_partial_run_with_other_arguments_refused(tmp_path, logs):
     with pytest.raises(DataError):
         _run(out, _items(logs, gate=gate))
     with pytest.raises(OutputError, match="other arguments"):
-        run_job(str(out), "toy", "toy make", {"x": 3}, _items(logs), produce, jobs=1)
+        run_job(str(out), "toy", "toy make", {"x": 3}, _items(logs), produce, JobOptions(jobs=1))
 
 
 def test_foreign_folder_refused(tmp_path, logs):

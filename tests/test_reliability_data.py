@@ -16,7 +16,7 @@ import pytest
 from fixtures_udc_gopro import make_gopro_nested
 
 from lpie_data.errors import DataError, OutputError
-from lpie_data.jobs import LOCK_FILE, WORK_DIR, WorkItem, output_lock, run_job
+from lpie_data.jobs import LOCK_FILE, WORK_DIR, JobOptions, WorkItem, output_lock, run_job
 from lpie_data.records import Example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def _items(paths: list[Path], gate: Path | None = None, bad: int = 2) -> list[Wo
 
 def _run(out: Path, items: list[WorkItem], **kw):
     kw.setdefault("jobs", 1)
-    return run_job(str(out), "toy", "toy make", {"x": 1}, items, produce, **kw)
+    return run_job(str(out), "toy", "toy make", {"x": 1}, items, produce, JobOptions(**kw))
 
 
 def _files(out: Path) -> dict[str, bytes]:

@@ -18,7 +18,8 @@ from lpie_data import storage
 from lpie_data.backends import run_items
 from lpie_data.cli import app
 from lpie_data.errors import DataError, OutputError
-from lpie_data.jobs import run_job
+from lpie_data.jobs import JobOptions, run_job
+from lpie_data.prepare import prepare_sidd
 from lpie_data.shards import MANIFEST, read_manifest
 from lpie_data.sources import sidd
 
@@ -114,13 +115,10 @@ def test_prepare_sidd_on_dask_is_byte_identical(cluster, sidd_root, local_sidd, 
 
 
 def test_dask_progress_callback_and_client_closed(cluster, sidd_root, local_sidd, tmp_path):
-    items = sidd.work_items(sidd_root, 32, 32)
     calls: list[tuple[int, int]] = []
-    summary = run_job(str(tmp_path / "out"), sidd.NAME, "prepare sidd",
-                      {"root": str(sidd_root.resolve()), "tile": 32, "stride": 32,
-                       "val_dir": None},
-                      items, sidd.produce, backend="dask", scheduler=cluster.scheduler_address,
-                      progress=lambda done, total: calls.append((done, total)))
+    job = JobOptions(backend="dask", scheduler=cluster.scheduler_address,
+                     progress=lambda done, total: calls.append((done, total)))
+    summary = prepare_sidd(sidd_root, tmp_path / "out", tile=32, job=job)
     assert summary.items == 4 and summary.splits["train"]["examples"] == 24
     assert calls == [(i, 4) for i in range(5)]
     assert dataset_files(str(tmp_path / "out")) == local_sidd
@@ -141,17 +139,17 @@ def test_dask_worker_error_names_the_file_and_closes_client(cluster, tmp_path):
 def test_dask_needs_a_reachable_scheduler(sidd_root, tmp_path):
     import dask
 
-    items = sidd.work_items(sidd_root, 32, 32)
+    items, _ = sidd.work_items(sidd_root, 32, 32)
     with pytest.raises(OutputError, match="--scheduler"):
         run_job(str(tmp_path / "a"), "sidd", "prepare sidd", {}, items, sidd.produce,
-                backend="dask")
+                JobOptions(backend="dask"))
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
             pytest.raises(OutputError, match="cannot connect to the Dask scheduler"):
         run_job(str(tmp_path / "b"), "sidd", "prepare sidd", {}, items, sidd.produce,
-                backend="dask", scheduler=address)
+                JobOptions(backend="dask", scheduler=address))
 
 
 def _can_unshare_mounts() -> bool:
@@ -173,10 +171,9 @@ def test_dask_workers_that_do_not_see_out_are_refused(sidd_root, tmp_path):
     worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        items = sidd.work_items(sidd_root, 32, 32)
         with pytest.raises(OutputError, match=r"Dask worker\(s\) tcp://.* do not see .*hidden"):
-            run_job(str(hidden / "out"), sidd.NAME, "prepare sidd", {}, items, sidd.produce,
-                    backend="dask", scheduler=scheduler.scheduler_address)
+            prepare_sidd(sidd_root, hidden / "out", tile=32,
+                         job=JobOptions(backend="dask", scheduler=scheduler.scheduler_address))
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -224,8 +221,6 @@ def test_ram_output_from_dask_workers_resumes(cluster, sidd_root, local_sidd):
     """Dask workers cannot see this process's ram://: they send their parts back, which are
     stored as they arrive, so an interrupted run resumes and still ends byte-identical."""
     out = ram_url("dask")
-    items = sidd.work_items(sidd_root, 32, 32)
-    arguments = {"root": str(sidd_root.resolve()), "tile": 32, "stride": 32, "val_dir": None}
 
     class Stop(Exception):
         pass
@@ -235,11 +230,11 @@ def test_ram_output_from_dask_workers_resumes(cluster, sidd_root, local_sidd):
             raise Stop
 
     with pytest.raises(Stop):
-        run_job(out, sidd.NAME, "prepare sidd", arguments, items, sidd.produce,
-                backend="dask", scheduler=cluster.scheduler_address, progress=stop_after_first)
+        prepare_sidd(sidd_root, out, tile=32, job=JobOptions(
+            backend="dask", scheduler=cluster.scheduler_address, progress=stop_after_first))
     assert clients_on(cluster) == set()
-    summary = run_job(out, sidd.NAME, "prepare sidd", arguments, items, sidd.produce,
-                      backend="dask", scheduler=cluster.scheduler_address)
+    summary = prepare_sidd(sidd_root, out, tile=32,
+                           job=JobOptions(backend="dask", scheduler=cluster.scheduler_address))
     assert summary.items_resumed >= 1
     assert dataset_files(out) == local_sidd
 

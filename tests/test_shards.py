@@ -12,7 +12,7 @@ import lpie_data
 from lpie_data import storage
 from lpie_data.dataset import iter_pairs, pair_dataset
 from lpie_data.errors import DataError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.records import Example, encode_example, frame_record
 from lpie_data.shards import (
     FORMAT_VERSION,
@@ -46,7 +46,7 @@ def make_examples(item: WorkItem):
 
 def _job(out, items, **kw):
     return run_job(str(out), "toy", "toy make", {"n": len(items)}, items, make_examples,
-                   jobs=1, **kw)
+                   JobOptions(jobs=1, **kw))
 
 
 def test_plan_shards_by_bytes():
@@ -130,7 +130,7 @@ def test_manifest_fields(tmp_path):
              WorkItem("b", "validation", ("float16", 3, (8, 4), None))]
     out = tmp_path / "ds"
     run_job(str(out), "toy", "toy make", {"alpha": 1, "path": "/x"}, items, make_examples,
-            jobs=1, extra_manifest={"notes": "hello"})
+            JobOptions(jobs=1), extra_manifest={"notes": "hello"})
     m = json.loads((out / "manifest.json").read_text())
     assert m["format"] == "lpie-pairs" and m["format_version"] == FORMAT_VERSION
     assert m["lpie_version"] == lpie_data.__version__

@@ -13,7 +13,7 @@ from lpie_data.synth import SynthConfig
 from lpie_data.synth.blur import blur_crop, to_channels_first
 from lpie_data.synth.pipeline import clipped_fraction, mean_clipped
 from lpie_data.synth.psf_sim import builtin_psf
-from lpie_data.synth.samples import sample_photos
+from lpie_data.synth.samples import sample_photo_files
 from lpie_data.synth.sampling import draw_pair_params, pair_rng
 from lpie_data.synth.sources import SourceImage, load_source
 
@@ -57,7 +57,7 @@ def test_default_exposure_and_x_max_clip_a_few_percent_of_the_builtin_photos():
     cfg = SynthConfig(crop=256)
     psf = builtin_psf()
     shares = []
-    for name, path in sample_photos().items():
+    for name, path in sample_photo_files().items():
         linear = load_source(SourceImage(name, "photo", str(path)))
         source = to_channels_first(linear)
         for index in range(3):

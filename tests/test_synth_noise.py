@@ -113,3 +113,18 @@ def test_storage_round_trip():
     np.testing.assert_allclose(stored.astype(np.float32), hdr, rtol=1e-3)
     with pytest.raises(DataError, match="float16"):
         encode_for_storage(np.full((2, 2, 3), 1e6, np.float32), "none")
+
+
+def test_normals_drawn_ahead_give_the_same_noise():
+    from lpie_data.synth.noise import apply_noise, draws_normals_only
+
+    v = np.random.default_rng(1).random((20, 30, 3), dtype=np.float32)
+    params = NoiseParams(0.01, 1e-4, model="fixed")
+    assert draws_normals_only(params)
+    assert not draws_normals_only(NoiseParams(0.01, 1e-4, poisson=True))
+    assert not draws_normals_only(NoiseParams())
+    plain = apply_noise(v, params, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    ahead = apply_noise(v, params, rng, rng.standard_normal(v.shape, dtype=np.float32))
+    assert np.array_equal(plain, ahead)
+    assert not np.array_equal(plain, apply_noise(v, params, np.random.default_rng(6)))

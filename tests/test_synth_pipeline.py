@@ -14,13 +14,16 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.synth import SynthConfig, synthesize_dataset, synthesize_pair
+from lpie_data.jobs import JobOptions
+from lpie_data.synth import SynthConfig, synthesize, synthesize_pair
 from lpie_data.synth.blur import to_channels_first
 from lpie_data.synth.noise import NoiseParams
 from lpie_data.synth.psf import make_psf
 from lpie_data.synth.sampling import PairParams, assign_splits, pair_rng
 from lpie_data.synth.tonemap import reinhard
 from lpie_data.valuespace import srgb_to_linear
+
+SERIAL = JobOptions(jobs=1)
 
 runner = CliRunner()
 EXACT = {"noise": "none", "x_max": float("inf"), "tone_map": "none", "exposure": 1.0}
@@ -73,8 +76,8 @@ def test_dirac_dataset_of_npy_sources_stores_x(tmp_path):
     x = (np.rint(rng.random((24, 32, 3)) * 2000) / 4).astype(np.float32)
     np.save(src / "0001.npy", x)
     cfg = SynthConfig(crop=64, pairs_per_image=2, **EXACT)
-    synthesize_dataset(cfg, [src], [dirac_file(tmp_path / "dirac.npy")], tmp_path / "out",
-                       jobs=1)
+    synthesize(tmp_path / "out", sources=[src], psfs=[dirac_file(tmp_path / "dirac.npy")],
+               config=cfg, job=SERIAL)
     pairs = read_all(tmp_path / "out")
     assert sorted(pairs) == ["gt/0001/000", "gt/0001/001"]
     for p in pairs.values():
@@ -91,8 +94,8 @@ def test_photos_are_linearised_and_meta_records_every_parameter(tmp_path):
     iio.imwrite(photos / "grey.png", np.full((20, 30, 3), 128, np.uint8))
     tifffile.imwrite(photos / "deep.tif", np.full((20, 30, 3), 30000, np.uint16))
     cfg = SynthConfig(crop=16, pairs_per_image=1, **{**EXACT, "tone_map": "srgb"})
-    synthesize_dataset(cfg, [photos], [dirac_file(tmp_path / "d.npy")], tmp_path / "out",
-                       jobs=1, val_fraction=0.0)
+    synthesize(tmp_path / "out", sources=[photos], psfs=[dirac_file(tmp_path / "d.npy")],
+               config=cfg, job=SERIAL, val_fraction=0.0)
     pairs = read_all(tmp_path / "out")
     grey = pairs["photos/grey/000"]
     assert np.abs(grey.target - 128 / 255).max() < 2e-5  # srgb(linear(v)) == v
@@ -104,8 +107,8 @@ def test_photos_are_linearised_and_meta_records_every_parameter(tmp_path):
     assert grey.meta["psf"] == "d" and grey.meta["box"][2:] == [16, 16]
 
     cfg = SynthConfig(crop=16, pairs_per_image=1, **EXACT)
-    synthesize_dataset(cfg, [photos], [dirac_file(tmp_path / "d.npy")], tmp_path / "lin",
-                       jobs=1, val_fraction=0.0)
+    synthesize(tmp_path / "lin", sources=[photos], psfs=[dirac_file(tmp_path / "d.npy")],
+               config=cfg, job=SERIAL, val_fraction=0.0)
     grey = read_all(tmp_path / "lin")["photos/grey/000"]
     expected = srgb_to_linear(np.float32(128 / 255))
     assert np.abs(grey.target - expected).max() < 1e-3 * expected
@@ -117,8 +120,8 @@ def test_same_bytes_for_any_jobs(tmp_path):
     cfg = SynthConfig(crop=32, pairs_per_image=2, exposure=[1, 3], psf_rotation=5.0,
                       noise="sidd", poisson=True)
     for jobs in (1, 2):
-        synthesize_dataset(cfg, [photos], [psfs], tmp_path / f"j{jobs}", jobs=jobs, seed=7,
-                           val_fraction=0.25)
+        synthesize(tmp_path / f"j{jobs}", sources=[photos], psfs=[psfs], config=cfg,
+                   job=JobOptions(jobs=jobs), seed=7, val_fraction=0.25)
     files = sorted(p.name for p in (tmp_path / "j1").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "j2").iterdir())
     assert any(".tfrecord-" in f for f in files)
@@ -131,8 +134,8 @@ def test_adding_a_source_leaves_other_pairs_unchanged_and_splits_by_image(tmp_pa
     b = make_photos(tmp_path / "b", n=2, size=(40, 40))
     psfs = make_psfs(tmp_path / "psfs")
     cfg = SynthConfig(crop=24, pairs_per_image=2)
-    synthesize_dataset(cfg, [a], [psfs], tmp_path / "one", jobs=1, seed=3)
-    synthesize_dataset(cfg, [a, b], [psfs], tmp_path / "two", jobs=1, seed=3)
+    synthesize(tmp_path / "one", sources=[a], psfs=[psfs], config=cfg, job=SERIAL, seed=3)
+    synthesize(tmp_path / "two", sources=[a, b], psfs=[psfs], config=cfg, job=SERIAL, seed=3)
     one, two = read_all(tmp_path / "one"), read_all(tmp_path / "two")
     assert len(one) == 6 and len(two) == 10
     for key, pair in one.items():
@@ -145,7 +148,8 @@ def test_adding_a_source_leaves_other_pairs_unchanged_and_splits_by_image(tmp_pa
     assert by_split["validation"] and not by_split["train"] & by_split["validation"]
     other = read_all(tmp_path / "one")
     seeds_differ = SynthConfig(crop=24, pairs_per_image=2)
-    synthesize_dataset(seeds_differ, [a], [psfs], tmp_path / "seed4", jobs=1, seed=4)
+    synthesize(tmp_path / "seed4", sources=[a], psfs=[psfs], config=seeds_differ, job=SERIAL,
+               seed=4)
     assert not np.array_equal(read_all(tmp_path / "seed4")["a/photo_0/000"].input,
                               other["a/photo_0/000"].input)
 
@@ -166,16 +170,15 @@ def test_split_assignment_rules():
 def test_lpie_dataset_as_source_uses_its_targets(tmp_path):
     photos = make_photos(tmp_path / "photos", n=2)
     cfg = SynthConfig(crop=24, pairs_per_image=1, x_max=float("inf"))
-    synthesize_dataset(cfg, [photos], [make_psfs(tmp_path / "psfs")], tmp_path / "first",
-                       jobs=1)
+    synthesize(tmp_path / "first", sources=[photos], psfs=[make_psfs(tmp_path / "psfs")],
+               config=cfg, job=SERIAL)
     first = read_all(tmp_path / "first")
     again = SynthConfig(crop=64, pairs_per_image=1, noise="none", x_max=float("inf"),
                         exposure=1.0)
-    synthesize_dataset(again, [tmp_path / "first"], [dirac_file(tmp_path / "d.npy")],
-                       tmp_path / "second", jobs=1, val_fraction=0.0)
-    synthesize_dataset(again, [f"{tmp_path / 'first'}:validation"],
-                       [dirac_file(tmp_path / "d.npy")], tmp_path / "third", jobs=1,
-                       val_fraction=0.0)
+    synthesize(tmp_path / "second", sources=[tmp_path / "first"],
+               psfs=[dirac_file(tmp_path / "d.npy")], config=again, job=SERIAL, val_fraction=0.0)
+    synthesize(tmp_path / "third", sources=[f"{tmp_path / 'first'}:validation"],
+               psfs=[dirac_file(tmp_path / "d.npy")], config=again, job=SERIAL, val_fraction=0.0)
     # Only the train split by default; another one when named as DATASET:split.
     for out, split in (("second", "train"), ("third", "validation")):
         made = read_all(tmp_path / out)
@@ -193,11 +196,11 @@ def test_library_errors_come_before_any_output(tmp_path):
     out = tmp_path / "out"
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
-        synthesize_dataset(SynthConfig(), [tmp_path / "empty"], [], out)
+        synthesize(out, sources=[tmp_path / "empty"])
     with pytest.raises(DataError, match="missing"):
-        synthesize_dataset(SynthConfig(), [tmp_path / "missing"], [], out)
+        synthesize(out, sources=[tmp_path / "missing"])
     with pytest.raises(ConfigError, match="val_fraction"):
-        synthesize_dataset(SynthConfig(), [], [], out, val_fraction=1.5)
+        synthesize(out, val_fraction=1.5)
     assert not out.exists()
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
-from lpie_data.jobs import WorkItem, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_model.cli import app
 from lpie_model.recipe import Recipe, recipe_from_dict
 from lpie_model.train import PlateauState, TrainEvent, plateau_step, train
@@ -283,7 +283,7 @@ def test_a_later_image_smaller_than_the_crop_stops_training_with_a_message(
              WorkItem("small", "train", (1, None, 20, 20)),
              WorkItem("val", "validation", (1, None, 40, 52))]
     data = str(tmp_path / "mixed")
-    run_job(data, "mixed", "test", {}, items, produce_ramps, jobs=1,
+    run_job(data, "mixed", "test", {}, items, produce_ramps, JobOptions(jobs=1),
             extra_manifest={"value_space": "srgb"})
     recipe = tiny_recipe(data, epochs=1, steps_per_epoch=4)
     with pytest.raises(DataError, match="a training image is smaller than the 24x24 crop"):

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import run_job
+from lpie_data.jobs import JobOptions
+from lpie_data.prepare import prepare_udc
 from lpie_data.sources import udc
 
 PATCH = 32  # four non-overlapping patches per 64 x 64 image, as 400 is for 800 x 800
@@ -93,11 +94,11 @@ def test_storage_precision_of_both_tone_maps() -> None:
     x = np.concatenate([rng.uniform(0, 500, 30000), rng.uniform(0, 1e-3, 3000),
                         [0.0, 1e-7, 3e-5, 6.2e-5, 0.1, 499.99, 500.0]]).astype(np.float32)
     x = x[: (x.size // 3) * 3].reshape(-1, 1, 3)
-    stored = udc.TONE_MAPS["reinhard"](x)
+    stored = udc.ENCODINGS["reinhard"](x)
     assert stored.dtype == np.uint16
     err = np.abs(stored / 65535.0 - np.float64(x) / (np.float64(x) + 0.25))
     assert err.max() <= UINT16_TOL < 2e-5
-    half = udc.TONE_MAPS["none"](x)
+    half = udc.ENCODINGS["none"](x)
     assert half.dtype == np.float16
     err = np.abs(np.float64(half) - np.float64(x))
     assert np.all(err <= F16_REL * np.abs(np.float64(x)) + F16_ABS)
@@ -257,12 +258,11 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
 
 def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     root = make_discnet(tmp_path, positions=(4, 5))
-    items, _ = udc.work_items(root, PATCH, "reinhard", "all")
     outs = []
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
-        run_job(str(out), udc.NAME, "prepare udc", {"root": str(root)}, items, udc.produce,
-                jobs=jobs, shard_bytes=60_000)
+        prepare_udc(root, out, patch=PATCH, psf_pos="all",
+                    job=JobOptions(jobs=jobs, shard_bytes=60_000))
         outs.append(tree_bytes(out))
     assert sum(".tfrecord-" in name for name in outs[0]) > 2
     assert outs[0] == outs[1]

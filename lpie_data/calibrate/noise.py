@@ -205,7 +205,7 @@ def robust_variance(r: np.ndarray, room: float) -> float:
     Truncated at 3 sd the estimate is about 2.5 times as efficient as the IQR alone.
     """
     med = float(np.median(r))
-    q25, q75 = np.quantile(r, [0.25, 0.75])
+    q25, q75 = np.percentile(r, [25, 75])
     sd = float(q75 - q25) * IQR_TO_SIGMA
     if sd <= 0.0:
         return 0.0

@@ -38,15 +38,17 @@ def calibrate_noise(
     psf: str | Path | None = None,
     options: NoiseFitOptions | None = None,
     plot: str | Path | None = None,
+    limit: int | None = None,
 ) -> NoiseCalibration:
     """Fit the dataset's noise-level function and write ``out`` (noise.json) and the picture
-    ``plot`` (default: ``out`` with ``.png``). ``psf``: a PSF file the pairs are blurred by."""
+    ``plot`` (default: ``out`` with ``.png``). ``psf``: a PSF file the pairs are blurred by.
+    ``limit``: use the first pairs of the split only (all are held in memory)."""
     options = options or NoiseFitOptions()
     out = Path(out)
     if out.suffix.lower() != ".json":
         raise OutputError(f"{out}: the noise file is JSON; name it *.json")
     kernel = load_psf(psf) if psf is not None else None
-    pairs = load_linear_pairs(dataset, split, keys=options.by)
+    pairs = load_linear_pairs(dataset, split, keys=options.by, limit=limit)
     calibration = fit_noise(pairs, options, kernel)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture = png_bytes(render_noise(calibration))
@@ -72,15 +74,16 @@ def calibrate_psf(
     *,
     split: str = "train",
     options: PsfFitOptions | None = None,
+    limit: int | None = None,
 ) -> PsfCalibration:
     """Estimate the PSF of a dataset's pairs and write ``out`` (.npy, what ``synth --psf``
     reads), its picture (``.png``) and a report (``.json``: per-pair PSNR of the re-blurred
-    targets against the inputs in linear light)."""
+    targets against the inputs in linear light). ``limit``: use the first pairs only."""
     options = options or PsfFitOptions()
     out = Path(out)
     if out.suffix.lower() != ".npy":
         raise OutputError(f"{out}: PSFs are written as .npy; name the file *.npy")
-    pairs = load_linear_pairs(dataset, split)
+    pairs = load_linear_pairs(dataset, split, limit=limit)
     fit = fit_psf(pairs, options)
     psf = make_psf(fit.kernel, out.stem, str(out))
     picture = png_bytes(render_psf(psf))

@@ -43,8 +43,8 @@ class PsfFitOptions:
     size: int = 65
     border: int | None = None
     smoothness: float = 1e-5
-    iterations: int = 60
-    refine: int = 20
+    iterations: int = 40
+    refine: int = 5
 
     def __post_init__(self) -> None:
         if self.size < 1:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.images import color_type_name, png_header, read_png8_rgb
-from lpie_data.jobs import WorkItem
+from lpie_data.images import png8_rgb_header, read_png8_rgb
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.records import Example
 
 NAME = "gopro"
@@ -94,18 +94,14 @@ def _flat_pairs(split_dir: Path) -> list[tuple[str, str, Path, Path]]:
 
 
 def _check_pngs(inp: Path, tgt: Path) -> tuple[int, int]:
-    hi, ht = png_header(inp), png_header(tgt)
-    for path, h in ((inp, hi), (tgt, ht)):
-        if h.bit_depth != 8 or h.color_type != 2:
-            raise DataError(f"{path}: expected an 8-bit RGB PNG, found {h.bit_depth}-bit "
-                            f"{color_type_name(h.color_type)}")
+    hi, ht = png8_rgb_header(inp), png8_rgb_header(tgt)
     if (hi.height, hi.width) != (ht.height, ht.width):
         raise DataError(f"{inp}: size {hi.width}x{hi.height} differs from its sharp frame "
                         f"{tgt} ({ht.width}x{ht.height})")
     return hi.height, hi.width
 
 
-def work_items(root: Path, blur: str = DEFAULT_BLUR) -> tuple[list[WorkItem], list[str]]:
+def work_items(root: Path, blur: str = DEFAULT_BLUR) -> Plan:
     """One work item per frame pair (splits ``train`` then ``test``), headers checked.
 
     Also returns notes for the user: a split whose pair count differs from the standard
@@ -155,9 +151,5 @@ def produce(item: WorkItem) -> Iterator[Example]:
     """Worker: the whole frame pair, uint8 H x W x 3 (blurred input, sharp target)."""
     a: FrameArgs = item.args
     root = Path(a.root)
-    inp = read_png8_rgb(root / a.input)
-    tgt = read_png8_rgb(root / a.target)
-    if inp.shape != tgt.shape:
-        raise DataError(f"{root / a.input}: shape {inp.shape} differs from its sharp frame "
-                        f"({tgt.shape})")
+    inp, tgt = load_pair(read_png8_rgb, root / a.input, root / a.target, "sharp frame")
     yield Example(a.key, inp, tgt, a.meta)

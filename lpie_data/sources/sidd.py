@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import DataError
-from lpie_data.images import color_type_name, png_header, read_png8_rgb
-from lpie_data.jobs import WorkItem
+from lpie_data.images import png8_rgb_header, read_png8_rgb
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.matfile import load_mat_array, mat_array_info
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
@@ -127,11 +127,7 @@ def find_pairs(root: Path) -> list[FramePair]:
                     raise DataError(
                         f"{files[other]}: its {kind} partner (frame {frame}) is missing"
                     )
-            hn, hg = png_header(files["NOISY"]), png_header(files["GT"])
-            for path, h in ((files["NOISY"], hn), (files["GT"], hg)):
-                if h.bit_depth != 8 or h.color_type != 2:
-                    raise DataError(f"{path}: expected an 8-bit RGB PNG, found "
-                                    f"{h.bit_depth}-bit {color_type_name(h.color_type)}")
+            hn, hg = png8_rgb_header(files["NOISY"]), png8_rgb_header(files["GT"])
             if (hn.height, hn.width) != (hg.height, hg.width):
                 raise DataError(f"{files['NOISY']}: size {hn.height}x{hn.width} differs from "
                                 f"{files['GT'].name} ({hg.height}x{hg.width})")
@@ -155,9 +151,9 @@ def find_validation(root: Path, val_dir: Path | None) -> tuple[Path, Path] | Non
     return None
 
 
-def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
-               ) -> list[WorkItem]:
-    """One item per training frame pair (split ``train``), one for the validation blocks."""
+def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None) -> Plan:
+    """One item per training frame pair (split ``train``), one for the validation blocks
+    (first); notes name folders skipped for not being named like a SIDD scene."""
     root = Path(root).absolute()  # workers may run elsewhere (Dask)
     val_dir = Path(val_dir).absolute() if val_dir else None
     if tile < 8 or stride < 1 or stride > tile:
@@ -179,7 +175,7 @@ def work_items(root: Path, tile: int, stride: int, val_dir: Path | None = None
             raise DataError(f"{val[0]}: shape {shapes[0]} differs from {val[1]} ({shapes[1]})")
         items.insert(0, WorkItem("validation-blocks", "validation",
                               ValArgs(str(val_dir or root), str(val[0]), str(val[1]))))
-    return items
+    return items, skipped_folders(root)
 
 
 def _check_blocks(path: Path, variable: str) -> tuple[int, ...]:
@@ -199,10 +195,7 @@ def produce(item: WorkItem) -> Iterator[Example]:
         return
     a: TileArgs = item.args
     root = Path(a.root)
-    noisy = read_png8_rgb(root / a.pair.noisy)
-    gt = read_png8_rgb(root / a.pair.gt)
-    if noisy.shape != gt.shape:
-        raise DataError(f"{root / a.pair.noisy}: shape {noisy.shape} differs from GT {gt.shape}")
+    noisy, gt = load_pair(read_png8_rgb, root / a.pair.noisy, root / a.pair.gt, "GT")
     meta = {"source": a.pair.noisy, "target_source": a.pair.gt, "frame": a.pair.frame,
             "folder": a.pair.folder, **folder_meta(a.pair.folder)}
     h, w, _ = noisy.shape

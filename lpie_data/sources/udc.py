@@ -8,7 +8,7 @@ Two layouts, ROOT being the folder that holds them:
   ``test`` split; ``test/input`` has no ground truth and is skipped).
 
 Every file is float32 HDR linear RGB, H x W x 3 (800 x 800 x 3), values in [0, 500]. Pairs are
-matched by file name. Stored values, per tone map (:data:`TONE_MAPS`):
+matched by file name. Stored values, per tone map (:data:`ENCODINGS`):
 
 - ``reinhard``: ``x / (x + 0.25)`` computed in float32, in [0, 1), stored as uint16
   ``round(65535 * y)`` (readers divide by 65535: round-trip error <= 7.7e-6).
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from lpie_data.errors import ConfigError, DataError
-from lpie_data.jobs import WorkItem
+from lpie_data.images import both
+from lpie_data.items import Plan, WorkItem, load_pair
 from lpie_data.records import Example
 from lpie_data.tiling import tile_starts
 from lpie_data.valuespace import FLOAT16_MAX, encode, reinhard
@@ -52,8 +53,9 @@ def linear_float16(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float16)
 
 
-# Tone map name -> function turning a float32 linear patch into its stored array.
-TONE_MAPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+# --tonemap name -> the encoder of a float32 linear patch into its stored array (uint16 /
+# float16). Not the float32 maps of lpie_data.synth.tonemap.TONE_MAPS.
+ENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "reinhard": reinhard_uint16,
     "none": linear_float16,
 }
@@ -148,8 +150,8 @@ def parse_psf_pos(value: str | int) -> int | str:
 
 
 def check_tone_map(name: str) -> None:
-    if name not in TONE_MAPS:
-        raise ConfigError(f"unknown tone map {name!r}; valid: {', '.join(TONE_MAPS)}")
+    if name not in ENCODINGS:
+        raise ConfigError(f"unknown tone map {name!r}; valid: {', '.join(ENCODINGS)}")
 
 
 def _npy_files(folder: Path) -> dict[str, Path]:
@@ -267,7 +269,7 @@ def detect_layout(root: Path) -> str:
 
 
 def work_items(root: Path, patch: int = 400, tone_map: str = "reinhard",
-               psf_pos: int | str = DEFAULT_PSF_POS) -> tuple[list[WorkItem], list[str]]:
+               psf_pos: int | str = DEFAULT_PSF_POS) -> Plan:
     """One work item per (input, GT) pair, headers checked; also notes for the user.
 
     Splits ``train`` then ``test``; with ``psf_pos="all"`` one group of items per PSF position
@@ -315,24 +317,18 @@ def produce(item: WorkItem) -> Iterator[Example]:
     encoded for storage (uint16 for ``reinhard``, float16 for ``none``)."""
     a: UdcArgs = item.args
     root = Path(a.root)
-    inp = load_hdr(root / a.input)
-    gt = load_hdr(root / a.target)
-    if inp.shape != gt.shape:
-        raise DataError(f"{root / a.input}: shape {inp.shape} differs from its ground truth "
-                        f"({gt.shape})")
+    inp, gt = load_pair(load_hdr, root / a.input, root / a.target, "ground truth")
     if a.tone_map == "none":
         for path, arr in ((a.input, inp), (a.target, gt)):
             if float(arr.max()) > FLOAT16_MAX:
                 raise DataError(f"{root / path}: values above {FLOAT16_MAX:g} do not fit "
                                 "float16; use --tonemap reinhard")
-    encode = TONE_MAPS[a.tone_map]
+    encode = ENCODINGS[a.tone_map]
     p = a.patch
     h, w, _ = inp.shape
     for y in tile_starts(h, p, p):
         for x in tile_starts(w, p, p):
-            yield Example(
-                f"{a.prefix}/{y:05d}_{x:05d}",
-                encode(inp[y : y + p, x : x + p]),
-                encode(gt[y : y + p, x : x + p]),
-                {**a.meta, "box": [y, x, p, p]},
-            )
+            stored_inp, stored_gt = both(encode, inp[y : y + p, x : x + p],
+                                         gt[y : y + p, x : x + p])
+            yield Example(f"{a.prefix}/{y:05d}_{x:05d}", stored_inp, stored_gt,
+                          {**a.meta, "box": [y, x, p, p]})

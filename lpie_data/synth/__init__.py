@@ -2,7 +2,7 @@
 
 Public API:
     SynthConfig, synth_config_from_dict, synth_config_from_toml   the ``[synth]`` config
-    synthesize_dataset                                            write a pair dataset
+    synthesize                                                    write a pair dataset
     synthesize_pair, degrade                                      one pair, pure functions
     Psf, load_psf, load_psfs, make_psf, rotate_psf                PSF files
     DisplayOptics, simulate_udc_psf, builtin_psf                  simulated UDC PSF
@@ -14,7 +14,7 @@ Public API:
 from lpie_data.synth.blur import blur, blur_crop
 from lpie_data.synth.config import SynthConfig, synth_config_from_dict, synth_config_from_toml
 from lpie_data.synth.noise import NOISE_SAMPLERS, NoiseParams, apply_noise, sample_noise
-from lpie_data.synth.pipeline import degrade, synthesize_dataset, synthesize_pair
+from lpie_data.synth.pipeline import degrade, synthesize, synthesize_pair
 from lpie_data.synth.psf import Psf, load_psf, load_psfs, make_psf, rotate_psf
 from lpie_data.synth.psf_sim import DisplayOptics, builtin_psf, simulate_udc_psf
 from lpie_data.synth.tonemap import TONE_MAPS, get_tone_map
@@ -40,6 +40,6 @@ __all__ = [
     "simulate_udc_psf",
     "synth_config_from_dict",
     "synth_config_from_toml",
-    "synthesize_dataset",
+    "synthesize",
     "synthesize_pair",
 ]

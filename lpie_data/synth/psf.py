@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 
+from lpie_data import storage
 from lpie_data.errors import DataError, OutputError
-from lpie_data.matfile import mat_version
+from lpie_data.matfile import load_mat_array, pick_array
 
 PSF_SUFFIXES = (".npy", ".npz", ".mat", ".h5", ".hdf5")
 PREFERRED_NAMES = ("psf", "PSF", "kernel", "k")
@@ -155,20 +156,11 @@ def _dirac_position(kernel: np.ndarray) -> tuple[int, int] | None:
     return (r, c) if np.all(kernel[r, c] == 1.0) else None
 
 
-def _pick(names: list[str], path: Path) -> str:
-    if len(names) == 1:
-        return names[0]
-    for name in PREFERRED_NAMES:
-        if name in names:
-            return name
-    listed = ", ".join(names) if names else "none"
-    raise DataError(
-        f"{path}: cannot tell which array is the PSF (arrays: {listed}); "
-        f"keep one array or name it {' or '.join(PREFERRED_NAMES[:2])}"
-    )
+def _psf_array_name(path: Path, names: list[str]) -> str:
+    return pick_array(path, names, PREFERRED_NAMES, what="is the PSF")
 
 
-def _read_hdf5(path: Path, transpose: bool) -> np.ndarray:
+def _read_hdf5(path: Path) -> np.ndarray:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -178,9 +170,7 @@ def _read_hdf5(path: Path, transpose: bool) -> np.ndarray:
             if isinstance(obj, h5py.Dataset) and not name.startswith("#")
             else None
         )
-        array = np.asarray(f[_pick(names, path)][()])
-    # MATLAB v7.3 stores column-major arrays: h5py sees the axes reversed.
-    return array.T if transpose else array
+        return np.asarray(f[_psf_array_name(path, names)][()])
 
 
 def read_psf_array(path: str | Path) -> np.ndarray:
@@ -201,16 +191,10 @@ def read_psf_array(path: str | Path) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                return np.asarray(data[_pick(list(data.files), path)])
+                return np.asarray(data[_psf_array_name(path, list(data.files))])
         if suffix == ".mat":
-            if mat_version(path) == "7.3":
-                return _read_hdf5(path, transpose=True)
-            import scipy.io
-
-            data = scipy.io.loadmat(path)
-            names = [k for k in data if not k.startswith("__")]
-            return np.asarray(data[_pick(names, path)])
-        return _read_hdf5(path, transpose=False)
+            return load_mat_array(path, PREFERRED_NAMES)
+        return _read_hdf5(path)
     except DataError:
         raise
     except FileNotFoundError:
@@ -299,7 +283,5 @@ def save_psf(path: str | Path, kernel: np.ndarray) -> None:
     if path.suffix.lower() != ".npy":
         raise OutputError(f"{path}: PSFs are written as .npy; name the file *.npy")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
+    with storage.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.asarray(kernel, dtype=np.float32))
-    tmp.replace(path)

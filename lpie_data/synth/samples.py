@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lpie_data.errors import DataError
 
-SAMPLE_PHOTOS: dict[str, str] = {
+SAMPLE_PHOTO_FILES: dict[str, str] = {
     "astronaut": "astronaut.png",
     "chelsea": "chelsea.png",
     "coffee": "coffee.png",
@@ -32,10 +32,10 @@ def sample_folder() -> Path:
     return Path(skimage.data.__file__).parent
 
 
-def sample_photos() -> dict[str, Path]:
+def sample_photo_files() -> dict[str, Path]:
     """{name: path} of the built-in sample photos (8-bit sRGB); DataError if one is missing."""
     folder = sample_folder()
-    photos = {name: folder / file for name, file in SAMPLE_PHOTOS.items()}
+    photos = {name: folder / file for name, file in SAMPLE_PHOTO_FILES.items()}
     missing = [str(p) for p in photos.values() if not p.is_file()]
     if missing:
         raise DataError(f"built-in sample photos missing from scikit-image: {', '.join(missing)}")

@@ -28,7 +28,7 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.errors import DataError
 from lpie_data.images import PHOTO_SUFFIXES, check_photo_header, read_image, to_float
-from lpie_data.synth.samples import sample_photos
+from lpie_data.synth.samples import sample_photo_files
 from lpie_data.valuespace import TONE_MAP_SPACES, manifest_value_space, srgb_to_linear, to_linear
 
 NPY_SUFFIX = ".npy"
@@ -167,9 +167,8 @@ def find_sources(paths: list[str]) -> list[SourceImage]:
     header cannot be read (checked here so nothing is written for bad inputs).
     """
     if not paths:
-        return [
-            SourceImage(f"samples/{name}", "photo", str(p)) for name, p in sample_photos().items()
-        ]
+        return [SourceImage(f"samples/{name}", "photo", str(p))
+                for name, p in sample_photo_files().items()]
     named = [split_dataset_path(str(p)) for p in paths]
     # Absolute paths: workers (a Dask cluster's included) may run in another folder.
     paths = [p if storage.is_remote(p) else str(Path(p).resolve()) for p, _ in named]
