@@ -321,6 +321,7 @@ def head(
     dw_kernel: int = 3,
     s2d_gate: bool = False,
     s2d_full_res: bool = False,
+    deep_gate: bool = True,
 ) -> keras.KerasTensor:
     """Output head: 3-channel IRB-like branch + ReLU shortcut, then a 7-5-3 sigmoid gate.
 
@@ -341,7 +342,7 @@ def head(
         shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
         shortcut = SpaceToDepth2(name=f"{name}_shortcut_s2d")(shortcut)
         hs = keras.layers.Add(name=f"{name}_add")([hs, shortcut])
-        return _gate_s2d(hs, name, deep=True)
+        return _gate_s2d(hs, name, deep=deep_gate)
     h = _conv(x, 3, 1, f"{name}_pw1")
     h = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(h)
     h = keras.layers.Activation(activation, name=f"{name}_act")(h)
@@ -504,7 +505,10 @@ def build_lpienet(
         x = stage(x, c, f"dec{j + 1}", **stage_opts, **block)
         x = Upsample2x(name=f"dec{j + 1}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{j + 1}_concat")([x, skips[n_enc - 2 - j]])
-    x = head(x, **block, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res)
+    # The gate's 7x7 on 4x4 blocks needs H, W multiples of 4 (networks with >= 2 poolings).
+    x = head(
+        x, **block, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res, deep_gate=multiple % 4 == 0
+    )
     x = keras.layers.Add(name="residual")([x, padded])
     if not aligned:
         x = CropLike(name="crop")([x, inputs])
@@ -584,7 +588,9 @@ def rebuild_for_shape(
             weights = model.get_layer(layer.name).get_weights()
         if (s2d_gate or s2d_full_res) and layer.name.startswith("head_gate"):
             weights = list(s2d_kernel(*weights))
-            if s2d_full_res and layer.name == "head_gate7":
+            if s2d_full_res and layer.name == "head_gate7" and len(layer.weights[0].shape) == 4 \
+                    and layer.weights[0].shape[0] == s2d_kernel_size(s2d_kernel_size(7)) \
+                    and layer.weights[0].shape[2] == 48:
                 weights = _s2d_weights(weights)
         elif s2d_full_res and (layer.name in blocks or layer.name in ("head_dw", "head_pw2")):
             weights = _s2d_weights(weights, depthwise=layer.name == "head_dw")
