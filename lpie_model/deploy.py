@@ -84,12 +84,19 @@ def rebuild_for_shape(
             weights = model.get_layer(layer.name).get_weights()
         if (s2d_gate or s2d_full_res) and layer.name.startswith("head_gate"):
             weights = list(s2d_kernel(*weights))
-            if s2d_full_res and layer.name == "head_gate7":
+            if s2d_full_res and layer.name == "head_gate7" and _is_deep_gate(layer):
                 weights = _s2d_weights(weights)
         elif s2d_full_res and (layer.name in blocks or layer.name in ("head_dw", "head_pw2")):
             weights = _s2d_weights(weights, depthwise=layer.name == "head_dw")
         layer.set_weights(weights)
     return new
+
+
+def _is_deep_gate(layer: Any) -> bool:
+    """Whether the head's 7x7 gate conv is built on 4x4 blocks (networks with >= 2 poolings):
+    a 48-channel kernel of the twice-rewritten size."""
+    shape = layer.weights[0].shape
+    return len(shape) == 4 and shape[0] == s2d_kernel_size(s2d_kernel_size(7)) and shape[2] == 48
 
 
 def _s2d_weights(weights: list[np.ndarray], *, depthwise: bool = False) -> list[np.ndarray]:

@@ -137,6 +137,7 @@ def head(
     *,
     s2d_gate: bool = False,
     s2d_full_res: bool = False,
+    deep_gate: bool = True,
 ) -> keras.KerasTensor:
     """Output head: 3-channel IRB-like branch + ReLU shortcut, then a 7-5-3 sigmoid gate.
 
@@ -157,7 +158,7 @@ def head(
         shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
         shortcut = SpaceToDepth2(name=f"{name}_shortcut_s2d")(shortcut)
         hs = keras.layers.Add(name=f"{name}_add")([hs, shortcut])
-        return _gate_s2d(hs, name, deep=True)
+        return _gate_s2d(hs, name, deep=deep_gate)
     h = _conv(x, 3, 1, f"{name}_pw1")
     h = keras.layers.DepthwiseConv2D(config.dw_kernel, padding="same", name=f"{name}_dw")(h)
     h = keras.layers.Activation(config.activation, name=f"{name}_act")(h)
@@ -247,7 +248,9 @@ def build_lpienet(
         x = stage(x, c, f"dec{j + 1}", config, fused_attention=fused_attention)
         x = Upsample2x(name=f"dec{j + 1}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{j + 1}_concat")([x, skips[n_enc - 2 - j]])
-    x = head(x, config, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res)
+    # The gate's 7x7 on 4x4 blocks needs H, W multiples of 4 (networks with >= 2 poolings).
+    x = head(x, config, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res,
+             deep_gate=multiple % 4 == 0)
     x = keras.layers.Add(name="residual")([x, padded])
     if not aligned:
         x = CropLike(name="crop")([x, inputs])
