@@ -13,9 +13,8 @@ from lpie_data.calibrate.noise import (
     NoiseFitOptions,
     NoiseGroup,
     fit_noise,
-    read_noise_file,
-    write_noise_file,
 )
+from lpie_data.calibrate.noisefile import read_noise_file, write_noise_file
 from lpie_data.calibrate.outputs import PsfCalibration, calibrate_noise, calibrate_psf
 from lpie_data.calibrate.pairs import LinearPair, LinearPairs, load_linear_pairs
 from lpie_data.calibrate.plots import render_noise

@@ -20,24 +20,18 @@ The fit over all channels (``beta1``, ``beta2``) pools the bins of the three cha
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lpie_data import storage
+from lpie_data.calibrate.binning import BinStats, bin_stats, fit_line, fit_residual
 from lpie_data.calibrate.pairs import LinearPairs, meta_value
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.synth.blur import blur
 from lpie_data.synth.psf import Psf
 
-IQR_TO_SIGMA = 1.0 / 1.3489795
-#: Residuals further than this many standard deviations from the median are left out.
-TRUNCATE = 3.0
 #: Schema version of noise.json.
 NOISE_FILE_VERSION = 1
 
@@ -76,17 +70,6 @@ class NoiseFitOptions:
             raise ConfigError(f"clip_margin: must be >= 0, got {self.clip_margin}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels: must be >= 1, got {self.max_pixels}")
-
-
-@dataclass(frozen=True)
-class BinStats:
-    """Binned statistics of one channel: float64 arrays (n_bins,) of mean intensity, robust
-    variance and pixel count, and a bool array of the bins the fit used."""
-
-    mean: np.ndarray
-    var: np.ndarray
-    count: np.ndarray
-    used: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -194,107 +177,6 @@ def _collect(
     return [np.concatenate(v) for v in xs], [np.concatenate(v) for v in rs]
 
 
-def robust_variance(r: np.ndarray, room: float) -> float:
-    """Variance of Gaussian residuals ``r`` (1-D) from their central part.
-
-    First the interquartile range (``((q75 - q25) / 1.349)^2``, blind to outliers and to
-    clipping beyond the quartiles), then the variance of the residuals within ``t`` standard
-    deviations of the median, corrected for the truncation: ``t = min(TRUNCATE, room / sd)``,
-    ``room`` being the distance from the bin to the nearest clip in residual units, so clipped
-    values stay outside the window. With ``t`` below 1 the interquartile estimate is kept.
-    Truncated at 3 sd the estimate is about 2.5 times as efficient as the IQR alone.
-    """
-    med = float(np.median(r))
-    q25, q75 = np.percentile(r, [25, 75])
-    sd = float(q75 - q25) * IQR_TO_SIGMA
-    if sd <= 0.0:
-        return 0.0
-    for _ in range(2):
-        t = min(TRUNCATE, room / sd)
-        if t < 1.0:
-            return sd * sd
-        inside = r[np.abs(r - med) <= t * sd]
-        var_t = float(np.mean((inside.astype(np.float64) - med) ** 2))
-        pdf = math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
-        mass = math.erf(t / math.sqrt(2))
-        sd = math.sqrt(var_t / (1.0 - 2.0 * t * pdf / mass))
-    return sd * sd
-
-
-def bin_stats(
-    x: np.ndarray, r: np.ndarray, options: NoiseFitOptions, clip: tuple[float, float] = (
-        0.0, math.inf)
-) -> BinStats:
-    """Bins of equal width between the 0.1 and 99.9 percentiles of ``x`` (float32 (n,));
-    robust variance of the residuals ``r`` in each (:func:`robust_variance`, kept clear of
-    the ``clip`` levels); bins with too few pixels are dropped."""
-    lo, hi = np.quantile(x, [0.001, 0.999]) if x.size else (0.0, 0.0)
-    if not hi > lo:
-        return BinStats(*(np.zeros(0) for _ in range(3)), np.zeros(0, bool))
-    edges = np.linspace(lo, hi, options.bins + 1)
-    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, options.bins - 1)
-    inside = (x >= lo) & (x <= hi)
-    order = np.argsort(which[inside], kind="stable")
-    xs, rs, ws = x[inside][order], r[inside][order], which[inside][order]
-    starts = np.searchsorted(ws, np.arange(options.bins + 1))
-    mean, var, count = [], [], []
-    for b in range(options.bins):
-        a, e = starts[b], starts[b + 1]
-        if e - a < options.min_bin_pixels:
-            continue
-        room = min(edges[b] - clip[0], clip[1] - edges[b + 1])
-        mean.append(float(np.mean(xs[a:e], dtype=np.float64)))
-        var.append(robust_variance(rs[a:e], float(room)))
-        count.append(e - a)
-    return BinStats(np.array(mean), np.array(var), np.array(count, float),
-                    np.ones(len(mean), bool))
-
-
-def _weighted_line(x: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted least squares v ~ b1 x + b2 with b1, b2 >= 0."""
-    a = np.stack([x, np.ones_like(x)], axis=1) * np.sqrt(w)[:, None]
-    t = v * np.sqrt(w)
-    b1, b2 = np.linalg.lstsq(a, t, rcond=None)[0]
-    if b1 >= 0 and b2 >= 0:
-        return float(b1), float(b2)
-    only1 = max(float(np.sum(w * x * v) / max(np.sum(w * x * x), 1e-300)), 0.0)
-    only2 = max(float(np.sum(w * v) / max(np.sum(w), 1e-300)), 0.0)
-    cost1 = float(np.sum(w * (v - only1 * x) ** 2))
-    cost2 = float(np.sum(w * (v - only2) ** 2))
-    return (only1, 0.0) if cost1 <= cost2 else (0.0, only2)
-
-
-def fit_line(
-    stats: Sequence[BinStats], clip: tuple[float, float], margin: float, rounds: int = 4
-) -> tuple[float, float, list[np.ndarray]]:
-    """Fit var = b1 * mean + b2 to the bins of ``stats`` pooled; leave out bins within
-    ``margin`` model standard deviations of a clip (lo, hi), refitting ``rounds`` times.
-    Returns (b1, b2, per-stats bool arrays of the bins used)."""
-    mean = np.concatenate([s.mean for s in stats])
-    var = np.concatenate([s.var for s in stats])
-    count = np.concatenate([s.count for s in stats])
-    model_var = np.maximum(var, 1e-30)
-    used = np.ones(mean.shape, bool)
-    b1 = b2 = 0.0
-    for _ in range(rounds):
-        sd = np.sqrt(np.maximum(model_var, 0.0))
-        used = (mean - margin * sd > clip[0]) & (mean + margin * sd < clip[1]) & (var > 0)
-        if used.sum() < 2:
-            break
-        weights = count[used] / np.maximum(model_var[used], 1e-30) ** 2
-        b1, b2 = _weighted_line(mean[used], var[used], weights)
-        model_var = np.maximum(b1 * mean + b2, 1e-30)
-    splits = np.cumsum([len(s.mean) for s in stats])[:-1]
-    return b1, b2, list(np.split(used, splits))
-
-
-def _residual(stats: Sequence[BinStats], b1: float, b2: float) -> float:
-    rel = [(s.var[s.used] - (b1 * s.mean[s.used] + b2)) / np.maximum(
-        b1 * s.mean[s.used] + b2, 1e-30) for s in stats]
-    flat = np.concatenate(rel) if rel else np.zeros(0)
-    return float(np.sqrt(np.mean(flat**2))) if flat.size else float("nan")
-
-
 def _groups(pairs: LinearPairs, by: Sequence[str]) -> list[tuple[dict[str, Any], list[int]]]:
     found: dict[tuple, list[int]] = {}
     for i, pair in enumerate(pairs.pairs):
@@ -349,7 +231,7 @@ def fit_noise(
             channel_beta1=tuple(p[0] for p in per_channel),  # type: ignore[arg-type]
             channel_beta2=tuple(p[1] for p in per_channel),  # type: ignore[arg-type]
             pixels=int(sum(s.count[s.used].sum() for s in stats)),
-            residual=_residual(pooled, b1, b2),
+            residual=fit_residual(pooled, b1, b2),
             pairs=len(members),
             bins=tuple(stats),
         ))
@@ -362,64 +244,3 @@ def fit_noise(
         psf=None if psf is None else psf.source or psf.id,
         groups=tuple(groups),
     )
-
-
-def write_noise_file(calibration: NoiseCalibration, out: str | Path) -> None:
-    """Write ``noise.json`` (through a temporary file and a rename)."""
-    text = json.dumps(calibration.as_json(), indent=2, allow_nan=False) + "\n"
-    storage.write_atomic(str(out), text.encode("utf-8"))
-
-
-@dataclass(frozen=True)
-class NoiseModel:
-    """Noise groups read from a ``noise.json``: for synth ``noise = "calibrated"``.
-
-    groups: tuple of (group dict, beta1, beta2, per-channel beta1 (3,), per-channel beta2 (3,)).
-    """
-
-    path: str
-    groups: tuple[tuple[dict[str, Any], float, float, tuple[float, ...], tuple[float, ...]], ...]
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value < 0:
-        raise DataError(f"{where}: must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def read_noise_file(path: str | Path) -> NoiseModel:
-    """Read and validate a ``noise.json`` written by ``lpie-data calibrate noise``.
-
-    Raises DataError naming the file and the field at fault.
-    """
-    path = str(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such noise file (make one with lpie-data calibrate noise)"
-                        ) from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read noise file: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("groups"), list) \
-            or not data["groups"]:
-        raise DataError(f"{path}: a noise file needs a non-empty 'groups' list")
-    groups = []
-    for i, g in enumerate(data["groups"]):
-        where = f"{path}: groups[{i}]"
-        if not isinstance(g, dict):
-            raise DataError(f"{where}: must be an object")
-        b1 = _number(g.get("beta1"), f"{where}.beta1")
-        b2 = _number(g.get("beta2"), f"{where}.beta2")
-        ch = g.get("channels") or {}
-        c1 = ch.get("beta1", [b1] * 3) if isinstance(ch, dict) else None
-        c2 = ch.get("beta2", [b2] * 3) if isinstance(ch, dict) else None
-        if not (isinstance(c1, list) and isinstance(c2, list) and len(c1) == 3 and len(c2) == 3):
-            raise DataError(f"{where}.channels: needs beta1 and beta2 lists of 3 numbers")
-        groups.append((
-            dict(g.get("group") or {}), b1, b2,
-            tuple(_number(v, f"{where}.channels.beta1") for v in c1),
-            tuple(_number(v, f"{where}.channels.beta2") for v in c2),
-        ))
-    return NoiseModel(path, tuple(groups))

@@ -16,8 +16,8 @@ from lpie_data.calibrate.noise import (
     NoiseCalibration,
     NoiseFitOptions,
     fit_noise,
-    write_noise_file,
 )
+from lpie_data.calibrate.noisefile import write_noise_file
 from lpie_data.calibrate.pairs import load_linear_pairs
 from lpie_data.calibrate.plots import png_bytes, render_noise
 from lpie_data.calibrate.psf import PsfFit, PsfFitOptions, fit_psf

@@ -113,11 +113,11 @@ _NOISE_FILES: dict[tuple[str, float], Any] = {}
 
 
 def load_noise_file(path: str) -> Any:
-    """The :class:`lpie_data.calibrate.noise.NoiseModel` of a ``noise.json``, read once per
+    """The :class:`lpie_data.calibrate.noisefile.NoiseModel` of a ``noise.json``, read once per
     process (and again when the file changes); DataError naming the file when it is bad."""
     import os
 
-    from lpie_data.calibrate.noise import read_noise_file
+    from lpie_data.calibrate.noisefile import read_noise_file
 
     try:
         key = (os.path.abspath(path), os.path.getmtime(path))
