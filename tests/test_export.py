@@ -112,7 +112,7 @@ def test_fixed_int8_calibrates_on_crops_with_progress(model, photos, monkeypatch
         sizes.append((kwargs.get("size"), kwargs.get("precision"), kwargs.get("calibrate_only")))
         return convert_keras(net, **kwargs)
 
-    monkeypatch.setattr(ex, "convert_keras", spy)
+    monkeypatch.setattr(cv, "convert_keras", spy)
     content = cv.convert(
         model, precision="int8", size=size, calibration=crops, progress=lambda *a: calls.append(a)
     )
