@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -169,7 +170,13 @@ def test_shell_example_runs(block: Block, tmp_path: Path):
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "COLUMNS": "120"}
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    output = proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, f"{block.id}:\n{block.text}\n{output}"
+    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=120)  # the examples that run take seconds
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # and whatever the example started
+        output, _ = proc.communicate()
+        pytest.fail(f"{block.id}: still running after 120 s: too slow to run, mark it\n{output}")
+    assert proc.returncode == 0, f"{block.id}:\n{block.text}\n{output[-4000:]}"
