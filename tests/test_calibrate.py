@@ -25,7 +25,7 @@ from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.jobs import JobOptions
 from lpie_data.synth import SynthConfig, synthesize
-from lpie_data.synth.noise import NoiseParams, apply_noise
+from lpie_data.synth.noise import NoiseParams, apply_noise, draws_normals_only
 from lpie_data.synth.psf import load_psf
 from lpie_data.synth.psf_sim import DisplayOptics, simulate_udc_psf
 
@@ -187,6 +187,10 @@ def test_per_channel_noise_variance_known_answer():
     noisy = apply_noise(v, params, np.random.default_rng(0))
     for c, expected in enumerate([0.0051, 0.01, 0.0202]):
         assert noisy[..., c].var() == pytest.approx(expected, rel=0.03)
+    # normals drawn ahead (synth draws them while the blur runs) give the same result
+    assert draws_normals_only(params)
+    ahead = np.random.default_rng(0).standard_normal(v.shape, dtype=np.float32)
+    assert np.array_equal(apply_noise(v, params, np.random.default_rng(5), ahead), noisy)
 
 
 # --- PSF --------------------------------------------------------------------------------------

@@ -164,6 +164,9 @@ def draws_normals_only(params: NoiseParams) -> bool:
     (the Gaussian model with some noise): those draws do not depend on ``v``, so a caller may
     make them ahead, e.g. while the blur runs, and pass them as ``normals``."""
     noisy = params.beta1 > 0.0 or params.beta2 > 0.0
+    if params.channels is not None:  # calibrated: per-channel values decide
+        noisy = any(b > 0.0 for b in (*params.channels[0], *params.channels[1]))
+        return noisy and not (params.poisson and any(b > 0.0 for b in params.channels[0]))
     return noisy and not (params.poisson and params.beta1 > 0.0)
 
 
@@ -178,7 +181,7 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator,
     """
     v = np.asarray(v, dtype=np.float32)
     if params.channels is not None:
-        return _apply_channel_noise(v, params, rng)
+        return _apply_channel_noise(v, params, rng, normals)
     if params.beta1 <= 0.0 and params.beta2 <= 0.0:
         return v.copy()
     if params.poisson and params.beta1 > 0.0:
@@ -201,7 +204,8 @@ def apply_noise(v: np.ndarray, params: NoiseParams, rng: np.random.Generator,
 
 
 def _apply_channel_noise(
-    v: np.ndarray, params: NoiseParams, rng: np.random.Generator
+    v: np.ndarray, params: NoiseParams, rng: np.random.Generator,
+    normals: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`apply_noise` with per-channel beta1 / beta2 (last axis, 3) of ``params.channels``."""
     b1 = np.asarray(params.channels[0], dtype=np.float32)  # type: ignore[index]
@@ -214,7 +218,7 @@ def _apply_channel_noise(
         out += rng.standard_normal(v.shape, dtype=np.float32) * np.sqrt(b2)
         return out
     sigma = np.sqrt(signal * b1 + b2)
-    out = rng.standard_normal(v.shape, dtype=np.float32)
+    out = normals if normals is not None else rng.standard_normal(v.shape, dtype=np.float32)
     out *= sigma
     out += v
     return out
