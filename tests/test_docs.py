@@ -180,3 +180,32 @@ def test_shell_example_runs(block: Block, tmp_path: Path):
         output, _ = proc.communicate()
         pytest.fail(f"{block.id}: still running after 120 s: too slow to run, mark it\n{output}")
     assert proc.returncode == 0, f"{block.id}:\n{block.text}\n{output[-4000:]}"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    heads = [ln.lstrip("#").strip() for ln in page.read_text().splitlines() if ln.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_relative_links_point_at_files_and_headings_that_exist(page: Path):
+    for url in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+:", url):  # https:, mailto:
+            continue
+        path, _, fragment = url.partition("#")
+        target = (page.parent / path) if path else page
+        assert target.exists(), f"{page.name}: link to {url}: no such file"
+        if fragment and target.suffix == ".md":
+            assert fragment in _anchors(target), f"{page.name}: link to {url}: no such heading"
+
+
+def test_readme_is_a_front_page_linking_every_docs_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert "## Quick start" in text and "make demo\nmake test\n" in text
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
