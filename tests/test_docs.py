@@ -209,3 +209,17 @@ def test_readme_is_a_front_page_linking_every_docs_page():
     assert "## Quick start" in text and "make demo\nmake test\n" in text
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
+
+
+def test_readme_python_example_names_real_entry_points():
+    """The Python example is not run (it needs SIDD), but it compiles and every ``lpie_data.X``
+    it calls exists."""
+    import lpie_data
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert blocks
+    for code in blocks:
+        compile(code, "README.md", "exec")
+        for name in re.findall(r"\blpie_data\.(\w+)\(", code):
+            assert callable(getattr(lpie_data, name, None)), f"lpie_data.{name}"
