@@ -223,3 +223,16 @@ def test_readme_python_example_names_real_entry_points():
         compile(code, "README.md", "exec")
         for name in re.findall(r"\blpie_data\.(\w+)\(", code):
             assert callable(getattr(lpie_data, name, None)), f"lpie_data.{name}"
+
+
+def test_commands_are_shown_in_bash_blocks_only():
+    """A command in a plain, ```sh or ```console fence would escape the checks above; usage
+    synopses go in ```text."""
+    for page in PAGES:
+        fence = None
+        for i, line in enumerate(page.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fence = None if fence is not None else stripped[3:] or "plain"
+            elif fence not in (None, "bash", "text", "python", "toml", "json"):
+                assert not stripped.startswith(tuple(APPS)), f"{page.name}:{i}: in a {fence} block"
