@@ -360,7 +360,8 @@ def synth(
         "Default: the built-in simulated UDC PSF.")] = None,
     source: Annotated[list[str] | None, typer.Option(
         "--source", help="Folder of photos (PNG/JPEG/TIFF) or .npy HDR arrays, or an lpie "
-        "dataset (its targets); repeatable. Default: built-in sample photos.")] = None,
+        "dataset (the targets of its train split; DATASET:split for another, e.g. "
+        "data/udc:test); repeatable. Default: built-in sample photos.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", exists=True, dir_okay=False,
         help="TOML file with a \\[synth] table (see docs/synthesis.md).")] = None,

@@ -47,6 +47,7 @@ from lpie_data.shards import (
     file_sha256,
     write_manifest,
 )
+from lpie_data.valuespace import manifest_value_space
 
 WORK_DIR = ".lpie-work"
 #: The advisory lock file a running job holds inside its (local) output folder.
@@ -520,6 +521,10 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
     }
     if extra_manifest:
         manifest.update(extra_manifest)
+    if "value_space" not in manifest:  # what the command implies (prepare sidd/gopro/udc, synth)
+        space, _ = manifest_value_space(manifest)
+        if space is not None:
+            manifest["value_space"] = space
     for split in sorted(splits):
         if not any(p.records for p in splits[split]):
             continue

@@ -16,7 +16,7 @@ from test_scaleout import dataset_files, make_sidd, prepare
 from typer.testing import CliRunner
 
 from lpie_data.cli import app
-from lpie_data.jobs import WORK_DIR, run_job
+from lpie_data.jobs import WORK_DIR, JobOptions, run_job
 from lpie_data.sources import sidd
 
 distributed = pytest.importorskip("distributed")
@@ -78,9 +78,11 @@ def test_prepare_sidd_survives_a_killed_worker(cluster, tmp_path: Path) -> None:
             killed.append(kill_a_busy_worker(cluster))
 
     arguments = {"root": str(root.resolve()), "tile": 32, "stride": 32, "val_dir": None}
-    summary = run_job(str(tmp_path / "dask"), sidd.NAME, "prepare sidd", arguments,
-                      sidd.work_items(root, 32, 32), slow_sidd, backend="dask",
-                      scheduler=cluster.scheduler_address, progress=kill_after_first)
+    items, _ = sidd.work_items(root, 32, 32)
+    job = JobOptions(backend="dask", scheduler=cluster.scheduler_address,
+                     progress=kill_after_first)
+    summary = run_job(str(tmp_path / "dask"), sidd.NAME, "prepare sidd", arguments, items,
+                      slow_sidd, job)
     assert killed and summary.items == 4
     wait_for_restart(cluster, killed[0])
     local, remote = dataset_files(str(tmp_path / "local")), dataset_files(str(tmp_path / "dask"))

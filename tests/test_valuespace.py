@@ -54,6 +54,34 @@ def test_prepared_dataset_records_its_value_space_and_inspect_shows_it(tmp_path)
     assert "value space: srgb" in r.output and "assumed" not in r.output
 
 
+@pytest.mark.parametrize(("tonemap", "space"), [("reinhard", "reinhard"), ("none", "linear")])
+def test_udc_records_its_value_space_by_tonemap(tmp_path, tonemap, space):
+    from fixtures_udc_gopro import make_discnet
+
+    root = make_discnet(tmp_path)
+    out = tmp_path / "udc"
+    r = runner.invoke(app, ["prepare", "udc", "--root", str(root), "--out", str(out), "--patch",
+                            "32", "--tonemap", tonemap, "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert value_space_of(str(out)) == (space, False)
+
+
+def test_gopro_and_synth_record_their_value_space(tmp_path):
+    from fixtures_udc_gopro import make_gopro_flat
+
+    out = tmp_path / "gopro"
+    r = runner.invoke(app, ["prepare", "gopro", "--root", str(make_gopro_flat(tmp_path)),
+                            "--out", str(out), "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert value_space_of(str(out)) == ("srgb", False)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[synth]\ncrop = 16\npairs_per_image = 1\ntone_map = "none"\n')
+    out = tmp_path / "synth"
+    r = runner.invoke(app, ["synth", "--out", str(out), "--config", str(cfg), "--jobs", "1"])
+    assert r.exit_code == 0, r.output
+    assert value_space_of(str(out)) == ("linear", False)
+
+
 @pytest.mark.parametrize(("command", "arguments", "extra", "space"), [
     ("prepare sidd", {}, {}, "srgb"),
     ("prepare gopro", {"blur": "blur"}, {}, "srgb"),

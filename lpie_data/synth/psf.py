@@ -90,7 +90,7 @@ def make_psf(array: np.ndarray, psf_id: str, source: str = "", *,
     channel with a positive sum. Channels not summing to 1 (within 1e-4) are scaled to unit
     sum and ``note`` says so. A peak or centroid more than 1 px off the array centre sets
     ``warning``; with ``recentre`` the kernel is padded to put its centroid on the centre
-    instead, and ``note`` says by how much it moved.
+    instead (no light lost), and ``note`` says so.
     """
     where = source or psf_id
     array = np.asarray(array)

@@ -29,7 +29,7 @@ from lpie_data import storage
 from lpie_data.errors import DataError
 from lpie_data.images import PHOTO_SUFFIXES, check_photo_header, read_image, to_float
 from lpie_data.synth.samples import sample_photo_files
-from lpie_data.valuespace import TONE_MAP_SPACES, manifest_value_space, srgb_to_linear, to_linear
+from lpie_data.valuespace import TONE_MAP_SPACES, manifest_value_space, to_linear
 
 NPY_SUFFIX = ".npy"
 SOURCE_KINDS = ("photo", "npy", "record")
@@ -229,8 +229,7 @@ def _decode_record(source: SourceImage, source_space: str) -> np.ndarray:
 def load_source(source: SourceImage, source_space: str = "srgb") -> np.ndarray:
     """Linear float32 (H, W, 3), values >= 0, of one source image; DataError naming the file."""
     if source.kind == "photo":
-        image = to_float(read_image(source.path))
-        image = srgb_to_linear(image) if source_space == "srgb" else image.astype(np.float32)
+        image = to_linear(to_float(read_image(source.path)), source_space)
     elif source.kind == "npy":
         try:
             image = np.load(source.path, allow_pickle=False)
