@@ -236,3 +236,21 @@ def test_commands_are_shown_in_bash_blocks_only():
                 fence = None if fence is not None else stripped[3:] or "plain"
             elif fence not in (None, "bash", "text", "python", "toml", "json"):
                 assert not stripped.startswith(tuple(APPS)), f"{page.name}:{i}: in a {fence} block"
+
+
+def test_documented_python_names_exist():
+    """Every ``lpie_data.x.y`` / ``lpie_model.x.y`` the pages name can be imported."""
+    import importlib
+
+    for page in PAGES:
+        for ref in sorted(set(re.findall(r"\blpie_(?:data|model)(?:\.\w+)+", page.read_text()))):
+            parts = ref.split(".")
+            for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                    break
+                except ImportError:
+                    continue
+            for attr in parts[i:]:
+                assert hasattr(obj, attr), f"{page.name}: {ref}: no {attr}"
+                obj = getattr(obj, attr)
