@@ -68,6 +68,7 @@ def test_help_renders_ends_with_an_example_and_shows_no_type_for_flags(prog: str
         assert len(lines) >= 2, f"{path}: no help text"
         assert lines[-1].startswith(f"Example: {path} "), f"{path}: help must end with an example"
         assert lines[-1] in " ".join(result.output.split())
+        check_parses(shlex.split(lines[-1].removeprefix("Example: ")), f"{path} --help")
 
 
 def test_every_command_is_reached():
@@ -147,20 +148,25 @@ def lpie_commands(text: str) -> list[list[str]]:
     return commands
 
 
+def check_parses(words: list[str], where: str) -> None:
+    """Parse an ``lpie-data ...`` / ``lpie-model ...`` argv with the real CLI, running nothing."""
+    cmd, args = typer.main.get_command(APPS[words[0]]), words[1:]
+    while hasattr(cmd, "commands") and args and args[0] in cmd.commands:
+        cmd, args = cmd.commands[args[0]], args[1:]
+    assert not hasattr(cmd, "commands"), f"{where}: {shlex.join(words)}: no such command"
+    try:
+        cmd.make_context(words[0], list(args))
+    except typer.BadParameter as e:
+        if "does not exist" not in str(e):  # a dataset this machine lacks is fine
+            raise AssertionError(f"{where}: {shlex.join(words)}: {e}") from None
+    except Exception as e:  # unknown option, missing value, bad choice
+        raise AssertionError(f"{where}: {shlex.join(words)}: {e}") from None
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_documented_commands_parse(block: Block):
     for words in lpie_commands(block.text):
-        cmd, args = typer.main.get_command(APPS[words[0]]), words[1:]
-        while hasattr(cmd, "commands") and args and args[0] in cmd.commands:
-            cmd, args = cmd.commands[args[0]], args[1:]
-        assert not hasattr(cmd, "commands"), f"{block.id}: {shlex.join(words)}: no such command"
-        try:
-            cmd.make_context(words[0], list(args))
-        except typer.BadParameter as e:
-            if "does not exist" not in str(e):  # a dataset this machine lacks is fine
-                raise AssertionError(f"{block.id}: {shlex.join(words)}: {e}") from None
-        except Exception as e:  # unknown option, missing value, bad choice
-            raise AssertionError(f"{block.id}: {shlex.join(words)}: {e}") from None
+        check_parses(words, block.id)
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
