@@ -20,6 +20,16 @@ Variants (base network, seeded random weights; speed does not depend on the weig
                4 sample-photo fits: enough for timing, not for quality)
 
 Every variant computes the same function; `make` checks each fp32/fp16 file against Keras.
+
+The issue-17 comparison in one run (plain build made in the same run, latency ratios at equal
+thread counts from interleaved rounds, peak-memory ratios from one inference per fresh process):
+
+    python bench/tflite_latency.py compare build/compare --threads 2 --json compare.json
+    python bench/tflite_latency.py compare build/compare --quick      # small sizes, a smoke run
+
+`compare` exports plain fp32, export fp32 and export int8 (calibrated on 8 crops through the
+crop-sized twin) per fixed size, plus one dynamic-size fp32 export (memory only, resized to each
+size), and prints ratios against the plain fp32 build.
 """
 
 from __future__ import annotations
@@ -91,7 +101,7 @@ def time_folder(
 ) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from lpie_model.benchmark import random_input
+    from lpie_model.benchmark import WARMUP_MIN_S, random_input
 
     if cpus:
         os.sched_setaffinity(0, cpus)
@@ -107,8 +117,13 @@ def time_folder(
             it.allocate_tensors()
             inp = it.get_input_details()[0]
             it.set_tensor(inp["index"], random_input(inp))
-            for _ in range(warmup):
+            # At least `warmup` runs and WARMUP_MIN_S seconds (as lpie-model benchmark): two
+            # runs at 256x256 are ~40 ms, far less than the ~1 s that multi-threaded runs were
+            # seen to need here before reaching their steady speed.
+            t_start, done = time.perf_counter(), 0
+            while done < warmup or time.perf_counter() - t_start < WARMUP_MIN_S:
                 it.invoke()
+                done += 1
             for _ in range(runs):
                 t0 = time.perf_counter()
                 it.invoke()
@@ -165,6 +180,113 @@ def table(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+COMPARE_SIZES = "256x256,800x800,1080x1920"
+QUICK_SIZES = "64x64,128x192"
+COMPARE_VARIANTS = ("plain", "export", "export-int8")
+
+
+def make_compare(folder: Path, sizes: list[tuple[int, int]]) -> None:
+    """Plain fp32, export fp32 and export int8 per size, and one dynamic fp32 export."""
+    import keras
+
+    from lpie_model import export as ex
+    from lpie_model.lpienet import build_lpienet, rebuild_for_shape
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    model = build_lpienet("base")
+    photos = [img for _, img in ex.sample_photos()]
+    crops = ex.calibration_crops(photos, count=8, crop=(256, 256), per_image=3)
+    for h, w in sizes:
+        files = {
+            "plain": ex.convert_keras(
+                rebuild_for_shape(model, h, w, fused_attention=True), size=(h, w)
+            ),
+            "export": ex.convert(model, size=(h, w)),
+            "export-int8": ex.convert(model, precision="int8", size=(h, w), calibration=crops),
+        }
+        for variant, content in files.items():
+            (folder / f"{variant}-{h}x{w}.tflite").write_bytes(content)
+            print(f"{variant}-{h}x{w}.tflite: {len(content)} bytes", flush=True)
+    (folder / "dynamic").mkdir(exist_ok=True)
+    (folder / "dynamic" / "fp32.tflite").write_bytes(ex.convert(model))
+
+
+def peak_memory(path: Path, threads: int | None, size: tuple[int, int] | None = None) -> float:
+    """Peak resident memory growth (MiB) of one inference of `path` in a fresh process."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "_mem", str(path), str(threads or 0)]
+    if size is not None:
+        cmd += [str(size[0]), str(size[1])]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _mem_worker(argv: list[str]) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from lpie_model.benchmark import peak_memory_kib, random_input
+
+    base = peak_memory_kib() or 0
+    it = Interpreter(model_path=argv[0], num_threads=int(argv[1]) or None)
+    if len(argv) >= 4:
+        inp = it.get_input_details()[0]
+        it.resize_tensor_input(inp["index"], [1, int(argv[2]), int(argv[3]), 3])
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    it.set_tensor(inp["index"], random_input(inp))
+    it.invoke()
+    print(((peak_memory_kib() or 0) - base) / 1024)
+
+
+def compare(
+    folder: Path, sizes: list[tuple[int, int]], threads: int, rounds: int, runs: int, warmup: int
+) -> dict:
+    """Latency (interleaved) and peak-memory ratios against the plain fp32 build, per size."""
+    timed = time_folder(folder, [threads], rounds, runs, warmup, None)
+    median = {r["file"]: r["median_s"] for r in timed["results"]}
+    rows = []
+    for h, w in sizes:
+        tag = f"{h}x{w}"
+        mem = {v: peak_memory(folder / f"{v}-{tag}.tflite", threads) for v in COMPARE_VARIANTS}
+        mem["dynamic"] = peak_memory(folder / "dynamic" / "fp32.tflite", threads, (h, w))
+        lat = {v: median[f"{v}-{tag}.tflite"] for v in COMPARE_VARIANTS}
+        rows.append(
+            {
+                "size": tag,
+                "latency_s": lat,
+                "latency_ratio": {v: lat[v] / lat["plain"] for v in lat},
+                "peak_mib": mem,
+                "peak_ratio": {v: mem[v] / mem["plain"] for v in mem},
+            }
+        )
+    return {"machine": timed["machine"], "threads": threads, "rounds": rounds, "rows": rows}
+
+
+def compare_table(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"{m['cpu']}, {m['cores']} cores, {result['threads']} thread(s), {result['rounds']} "
+        f"interleaved rounds, load at end {[round(v, 1) for v in m['load_avg_at_end']]}",
+        "",
+        "| size | plain fp32 (s) | export fp32 (s, x plain) | export int8 (s, x plain fp32) | "
+        "peak MiB plain | export fp32 (x plain) | export int8 (x plain) | dynamic fp32 (x plain) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["rows"]:
+        lat, lr, mem, mr = r["latency_s"], r["latency_ratio"], r["peak_mib"], r["peak_ratio"]
+        lines.append(
+            f"| {r['size']} | {lat['plain']:.4f} | {lat['export']:.4f} ({lr['export']:.2f}x) | "
+            f"{lat['export-int8']:.4f} ({lr['export-int8']:.2f}x) | {mem['plain']:.0f} | "
+            f"{mem['export']:.0f} ({mr['export']:.2f}x) | "
+            f"{mem['export-int8']:.0f} ({mr['export-int8']:.2f}x) | "
+            f"{mem['dynamic']:.0f} ({mr['dynamic']:.2f}x) |"
+        )
+    return "\n".join(lines)
+
+
 def _sizes(text: str) -> list[tuple[int, int]]:
     out = []
     for part in text.split(","):
@@ -189,10 +311,29 @@ def main() -> None:
     p.add_argument("--cpus", default=None, help="pin to these CPU ids, e.g. 0,1")
     p.add_argument("--glob", default="*.tflite", help="which files of the folder")
     p.add_argument("--json", type=Path, default=None)
+    p = sub.add_parser("compare", help="plain vs export: latency and peak-memory ratios")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--sizes", default=None, help=f"default {COMPARE_SIZES}")
+    p.add_argument("--quick", action="store_true", help=f"small sizes ({QUICK_SIZES}), 2 rounds")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-make", action="store_true", help="reuse the files already in FOLDER")
+    p.add_argument("--json", type=Path, default=None)
     p = sub.add_parser("table", help="Markdown table of JSON results")
     p.add_argument("json", type=Path, nargs="+")
     args = parser.parse_args()
-    if args.cmd == "make":
+    if args.cmd == "compare":
+        sizes = _sizes(args.sizes or (QUICK_SIZES if args.quick else COMPARE_SIZES))
+        if not args.no_make:
+            make_compare(args.folder, sizes)
+        rounds = 2 if args.quick else args.rounds
+        result = compare(args.folder, sizes, args.threads, rounds, args.runs, args.warmup)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(compare_table(result))
+    elif args.cmd == "make":
         make(args.folder, _sizes(args.sizes), args.variants.split(","))
     elif args.cmd == "time":
         threads = [None if t == "default" else int(t) for t in args.threads.split(",")]
@@ -219,4 +360,7 @@ def table_from(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "_mem":
+        _mem_worker(sys.argv[2:])
+    else:
+        main()

@@ -71,6 +71,34 @@ def count_macs(model: Any, height: int, width: int) -> int:
     return int(total)
 
 
+def indirection_bytes(content: bytes) -> int:
+    """Bytes of XNNPACK indirection buffers a fixed-size .tflite model needs (an estimate).
+
+    XNNPACK keeps, for every spatial convolution (CONV_2D or DEPTHWISE_CONV_2D with a kernel
+    larger than 1x1), k_h x k_w pointers of 8 bytes per output pixel for the model's lifetime:
+    at 1080x1920 this, not the activations, is most of the peak memory (docs/benchmarks.md).
+    Counted from the flatbuffer's static shapes, so it does not depend on the machine's load.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    spatial = {schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D}
+    total = 0
+    for s in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(s)
+        for i in range(sub.OperatorsLength()):
+            op = sub.Operators(i)
+            opcode = model.OperatorCodes(op.OpcodeIndex())
+            if max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode()) not in spatial:
+                continue
+            kernel = sub.Tensors(op.Inputs(1)).ShapeAsNumpy()
+            out = sub.Tensors(op.Outputs(0)).ShapeAsNumpy()
+            kh, kw = int(kernel[1]), int(kernel[2])
+            if kh * kw > 1:
+                total += int(out[1]) * int(out[2]) * kh * kw * 8
+    return total
+
+
 def peak_memory_kib() -> int | None:
     """This process's peak resident set size in KiB (VmHWM), or None off Linux."""
     try:
@@ -228,11 +256,12 @@ def benchmark(
                 note(f"export {precision} {h}x{w}")
                 calibration = None
                 if precision == "int8":
+                    # Crops: a fixed-size export calibrates on a crop-sized twin (fast at FHD).
                     photos = [img for _, img in ex.sample_photos()]
-                    calibration = [
-                        ex.fit_to_size(photos[i % len(photos)], (h, w))
-                        for i in range(BENCH_CALIBRATION_IMAGES)
-                    ]
+                    crop = (min(h, ex.CALIBRATION_CROP), min(w, ex.CALIBRATION_CROP))
+                    calibration = ex.calibration_crops(
+                        photos, count=BENCH_CALIBRATION_IMAGES, crop=crop, per_image=2
+                    )
                 content = ex.convert(
                     model, precision=precision, size=(h, w), calibration=calibration
                 )

@@ -312,7 +312,8 @@ def export_cmd(
     The parity report (max |TFLite - Keras|, PSNR against the fp32 output; targets: fp32 <= 1e-4,
     fp16 >= 50 dB, int8 >= 35 dB) runs on --calibration's inputs, else on built-in sample photos,
     and is written next to the model (model.tflite -> model.json). Without --calibration, int8 is
-    calibrated on crops of the sample photos.
+    calibrated on crops of the sample photos. Calibration runs on 256x256 crops whatever --size
+    is (ranges do not depend on the image size), with a progress bar.
 
     Example: lpie-model export runs/sidd --out sidd.tflite --precision int8 --calibration data/sidd
     """
@@ -328,7 +329,9 @@ def export_cmd(
     if storage.exists(out) and not overwrite:
         raise typer.BadParameter(f"{out} exists (add --overwrite)", param_hint="--out")
     net = load_model(model)
-    crop = fixed or (ex.CALIBRATION_CROP, ex.CALIBRATION_CROP)
+    # Calibration crops: ranges do not depend on the image size (a fixed-size export is
+    # calibrated on a crop-sized twin of the network, see export.convert).
+    crop = tuple(min(s, ex.CALIBRATION_CROP) for s in fixed or (ex.CALIBRATION_CROP,) * 2)
     cal = None
     if calibration is not None:
         # Parity and calibration images go into the model's value space (when it records one).
@@ -354,11 +357,17 @@ def export_cmd(
                 crop=crop,
                 per_image=-(-calibration_count // len(parity)),
             )
-    with console.status(f"converting {model} to {precision} TFLite"):
-        report = ex.export_tflite(
-            net, out, precision=precision, size=fixed, io=io, calibration=cal,
-            parity_images=parity,
-        )
+    if cal is not None:
+        with progress_bar("calibrating int8", total=len(cal)) as update:
+            report = ex.export_tflite(
+                net, out, precision=precision, size=fixed, io=io, calibration=cal,
+                parity_images=parity, progress=lambda _stage, done, total: update(done, total),
+            )
+    else:
+        with console.status(f"converting {model} to {precision} TFLite"):
+            report = ex.export_tflite(
+                net, out, precision=precision, size=fixed, io=io, parity_images=parity
+            )
     p = report["parity"]
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
     if report["value_space"] is None:

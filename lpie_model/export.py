@@ -106,6 +106,7 @@ def convert(
     io: str = "float",
     calibration: Iterable[np.ndarray] | None = None,
     optimize: bool = True,
+    progress: Progress | None = None,
 ) -> bytes:
     """Converts a Keras LPIENet to a .tflite flatbuffer with builtin ops only.
 
@@ -115,12 +116,18 @@ def convert(
         precision: "fp32", "fp16" or "int8".
         size: (H, W) for a fixed-shape model (batch 1); None for any H, W (and batch).
         io: "float" (float32 input/output) or "uint8" (int8 only: uint8 input/output, 0..255).
-        calibration: for int8, representative float32 H x W x 3 images in [0, 1] (about 100);
-            with `size`, each must be exactly that size.
+        calibration: for int8, representative float32 H x W x 3 images in [0, 1] (about 100),
+            typically crops (`calibration_crops`, 256 x 256). Quantisation ranges do not depend
+            on the image size, so a fixed-size export of any `size` is calibrated on a
+            crop-sized twin of the network (see `convert_int8_on_crops`); images of another
+            size than the twin's are centre-cropped (or reflect-padded) to it.
         optimize: export the faster graph that computes the same function (see
-            `rebuild_for_shape`): the head's gate on space-to-depth blocks, and for float
-            precisions the attention's spatial conv in concat form (int8 keeps the split form,
-            whose mean and max inputs then get their own quantization scales).
+            `rebuild_for_shape`): the head and the full-resolution spatial convs on
+            space-to-depth blocks (smaller XNNPACK indirection buffers: about half the plain
+            build's peak memory at 1080x1920), and for float precisions the attention's spatial
+            conv in concat form (int8 keeps the split form, whose mean and max inputs then get
+            their own quantization scales).
+        progress: called as `progress("calibrate", done, total)` while int8 calibrates.
 
     Raises:
         ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
@@ -129,12 +136,163 @@ def convert(
 
     _check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
+    fused, s2d = optimize and precision != "int8", optimize
+    if precision == "int8" and size is not None:
+        images = _calibration_images(calibration)
+        twin = calibration_twin_size(size, images[0].shape[:2], _size_multiple(model))
+        if twin != size:
+            return convert_int8_on_crops(
+                model, size, twin, images, io=io, s2d_gate=s2d, progress=progress
+            )
+        calibration = [fit_to_size(x, size) for x in images]
     export_model = rebuild_for_shape(
-        model, h, w, fused_attention=optimize and precision != "int8", s2d_gate=optimize
+        model, h, w, fused_attention=fused, s2d_gate=s2d, s2d_full_res=s2d
     )
     return convert_keras(
-        export_model, precision=precision, size=size, io=io, calibration=calibration
+        export_model,
+        precision=precision,
+        size=size,
+        io=io,
+        calibration=calibration,
+        progress=progress,
     )
+
+
+def _size_multiple(model: Any) -> int:
+    from lpie_model.lpienet import DEFAULTS, resolve_widths, size_multiple
+
+    config = {**DEFAULTS, **(getattr(model, "lpie_config", None) or {})}
+    return size_multiple(resolve_widths(config["variant"], config["widths"]))
+
+
+def _calibration_images(calibration: Iterable[np.ndarray] | None) -> list[np.ndarray]:
+    images = [np.asarray(x, dtype=np.float32) for x in (calibration or [])]
+    if not images:
+        raise ConfigError("precision 'int8' needs at least one calibration image")
+    for x in images:
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise ConfigError(f"calibration image of shape {x.shape}: expected HxWx3")
+    return images
+
+
+def calibration_twin_size(
+    size: tuple[int, int], crop: Sequence[int], multiple: int = 4
+) -> tuple[int, int]:
+    """The input size of the crop-sized twin that calibrates a fixed-size int8 export.
+
+    Per axis: the export's own size if the crop is at least as large, else the largest size
+    <= the crop with the same remainder modulo `multiple` (the network's pooling factor), so
+    that the twin's graph has the same ops (padding or not) as the full-size one.
+    """
+    out = []
+    for full, c in zip(size, crop, strict=True):
+        c = int(c)
+        t = c - (c - full) % multiple if c < full else full
+        out.append(t if t >= multiple else full)
+    return out[0], out[1]
+
+
+def convert_int8_on_crops(
+    model: Any,
+    size: tuple[int, int],
+    twin: tuple[int, int],
+    calibration: Sequence[np.ndarray],
+    *,
+    io: str = "float",
+    s2d_gate: bool = True,
+    progress: Progress | None = None,
+) -> bytes:
+    """A fixed `size` int8 export calibrated on a `twin`-sized copy of the network.
+
+    TFLiteConverter calibrates by running the float model on every representative input at the
+    model's own input size (at 1080 x 1920 with reference kernels: minutes per image). Ranges do
+    not depend on the image size, so:
+
+    1. the twin (same layers and weights, input `twin`) is converted with
+       `_experimental_calibrate_only`: TFLiteConverter's own calibrator records each tensor's
+       min / max over the crops;
+    2. the full-size network is converted to fp32 (the same graph at another size: same ops,
+       same tensor names, in the same order; checked, else ExportError);
+    3. the ranges are copied tensor by tensor into the full-size float model, which the
+       converter's own MLIR quantizer (`mlir_quantize`, as `convert()` calls it) then quantizes.
+
+    At the twin's size this gives the same model as a direct conversion (outputs identical).
+    """
+    from lpie_model.lpienet import rebuild_for_shape
+
+    images = [fit_to_size(np.asarray(x, dtype=np.float32), twin) for x in calibration]
+    small = rebuild_for_shape(
+        model, *twin, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+    )
+    calibrated = convert_keras(
+        small,
+        precision="int8",
+        size=twin,
+        io=io,
+        calibration=images,
+        progress=progress,
+        calibrate_only=True,
+    )
+    full = rebuild_for_shape(
+        model, *size, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+    )
+    float_content = convert_keras(full, precision="fp32", size=size)
+    return quantize_with_ranges(transfer_ranges(calibrated, float_content), io=io)
+
+
+def transfer_ranges(calibrated: bytes, target: bytes) -> bytes:
+    """Copies the calibration min / max of every tensor of `calibrated` into `target`.
+
+    Both are float .tflite models of the same network at different input sizes (the first from
+    a calibrate-only conversion). Raises ExportError if their graphs differ (op sequence,
+    tensor names).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    src = flatbuffer_utils.convert_bytearray_to_object(calibrated)
+    dst = flatbuffer_utils.convert_bytearray_to_object(target)
+    if len(src.subgraphs) != 1 or len(dst.subgraphs) != 1:
+        raise ExportError("range transfer expects single-subgraph models")
+    a, b = src.subgraphs[0], dst.subgraphs[0]
+    ops_a = [src.operatorCodes[o.opcodeIndex].builtinCode for o in a.operators]
+    ops_b = [dst.operatorCodes[o.opcodeIndex].builtinCode for o in b.operators]
+    names_a = [t.name for t in a.tensors]
+    if ops_a != ops_b or names_a != [t.name for t in b.tensors]:
+        raise ExportError(
+            "the crop-sized calibration twin converted to another graph than the full-size "
+            "model; calibrate with crops of the export's size instead"
+        )
+    copied = 0
+    for ta, tb in zip(a.tensors, b.tensors, strict=True):
+        qa = ta.quantization
+        if qa is None or qa.min is None or qa.max is None:
+            continue
+        if tb.quantization is None:
+            tb.quantization = schema.QuantizationParametersT()
+        tb.quantization.min, tb.quantization.max = qa.min, qa.max
+        copied += 1
+    if copied == 0:
+        raise ExportError("the calibrated model holds no ranges")
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(dst))
+
+
+def quantize_with_ranges(calibrated: bytes, *, io: str = "float") -> bytes:
+    """Full-integer quantization of a float model carrying calibration ranges (builtin ops).
+
+    The same call TFLiteConverter makes after calibrating (per-channel weights, int8
+    activations); `io="uint8"` gives uint8 input and output.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    dtype = tf.uint8 if io == "uint8" else tf.float32
+    try:
+        content = bytes(mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype))
+    except Exception as e:  # ConverterError and friends
+        raise ExportError(_converter_message(e)) from None
+    check_builtin_ops(content)
+    return content
 
 
 def _check_options(precision: str, io: str, calibration: Iterable[np.ndarray] | None) -> None:
@@ -155,8 +313,15 @@ def convert_keras(
     size: tuple[int, int] | None = None,
     io: str = "float",
     calibration: Iterable[np.ndarray] | None = None,
+    progress: Progress | None = None,
+    calibrate_only: bool = False,
 ) -> bytes:
-    """Converts a Keras model as it is (already built for `size`, if given); see `convert`."""
+    """Converts a Keras model as it is (already built for `size`, if given); see `convert`.
+
+    With `size`, int8 calibration images must be exactly that size (TFLiteConverter runs the
+    float model on each). `calibrate_only` (int8) returns the float model with each tensor's
+    calibrated min / max instead of the quantized model (see `convert_int8_on_crops`).
+    """
     import tensorflow as tf
 
     _check_options(precision, io, calibration)
@@ -170,21 +335,24 @@ def convert_keras(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         elif precision == "int8":
-            images = [np.asarray(x, dtype=np.float32) for x in calibration]
-            if not images:
-                raise ConfigError("precision 'int8' needs at least one calibration image")
+            images = _calibration_images(calibration)
             for x in images:
-                if x.ndim != 3 or x.shape[2] != 3 or (size is not None and x.shape[:2] != size):
-                    want = f"{size[0]}x{size[1]}x3" if size is not None else "HxWx3"
+                if size is not None and x.shape[:2] != tuple(size):
+                    want = f"{size[0]}x{size[1]}x3"
                     raise ConfigError(f"calibration image of shape {x.shape}: expected {want}")
 
             def representative() -> Iterator[list[np.ndarray]]:
-                for x in images:
+                for i, x in enumerate(images):
+                    if progress is not None:
+                        progress("calibrate", i, len(images))
                     yield [x[None]]
+                if progress is not None:
+                    progress("calibrate", len(images), len(images))
 
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter._experimental_calibrate_only = calibrate_only
             if io == "uint8":
                 converter.inference_input_type = tf.uint8
                 converter.inference_output_type = tf.uint8
@@ -192,6 +360,7 @@ def convert_keras(
             content = converter.convert()
         except Exception as e:  # ConverterError and friends
             raise ExportError(_converter_message(e)) from None
+    content = bytes(content)
     check_builtin_ops(content)
     return content
 
@@ -549,6 +718,7 @@ def export_tflite(
     parity_images: Sequence[tuple[str, np.ndarray]] | None = None,
     overwrite: bool = True,
     num_threads: int | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Converts, writes `out` (.tflite), checks parity and writes the report next to it.
 
@@ -571,7 +741,9 @@ def export_tflite(
         raise OutputError(f"{out}: exists (pass overwrite to replace it)")
     if not storage.is_remote(out) and not Path(out).resolve().parent.is_dir():
         raise OutputError(f"{Path(out).parent}: no such directory")
-    content = convert(model, precision=precision, size=size, io=io, calibration=calibration)
+    content = convert(
+        model, precision=precision, size=size, io=io, calibration=calibration, progress=progress
+    )
     info = model_metadata(model, precision, io)
     content = add_metadata(content, info)
     try:

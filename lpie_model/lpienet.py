@@ -200,6 +200,33 @@ def _conv(
     )(x)
 
 
+def _conv_s2d(
+    x: keras.KerasTensor,
+    filters: int,
+    kernel: int,
+    name: str,
+    *,
+    activation: str | None = None,
+    use_bias: bool = True,
+) -> keras.KerasTensor:
+    """`_conv` computed on 2x2 space-to-depth blocks: `d2s(conv'(s2d(x)))`, same function.
+
+    The conv' kernel comes from `s2d_kernel` (see `rebuild_for_shape`). H and W must be even.
+    XNNPACK keeps k x k pointers per output pixel for every spatial convolution (its indirection
+    buffer): on blocks that is 4x fewer output pixels (and a 3x3 kernel stays 3x3).
+    """
+    xs = SpaceToDepth2(name=f"{name}_s2d")(x)
+    y = keras.layers.Conv2D(
+        4 * filters,
+        s2d_kernel_size(kernel),
+        padding="same",
+        activation=activation,
+        use_bias=use_bias,
+        name=name,
+    )(xs)
+    return DepthToSpace2(name=f"{name}_d2s")(y)
+
+
 def irb(
     x: keras.KerasTensor,
     c: int,
@@ -227,22 +254,26 @@ def irb(
     return keras.layers.Add(name=f"{name}_add2")([y, n])
 
 
-def attention(x: keras.KerasTensor, c: int, name: str, *, fused: bool = False) -> keras.KerasTensor:
+def attention(
+    x: keras.KerasTensor, c: int, name: str, *, fused: bool = False, s2d: bool = False
+) -> keras.KerasTensor:
     """Spatial + channel attention (3c^2 + 23c parameters).
 
     `Conv3x3(concat[mean, max])` is written as `Conv3x3(mean) + Conv3x3_nobias(max)`: the same
     function and parameter count, but int8 quantization then gives mean and max their own scales.
     `fused=True` builds the concat form instead (one conv, `{name}_sp_conv`), which float
     runtimes execute faster; `rebuild_for_shape` converts weights between the two forms.
+    `s2d=True` runs the spatial conv(s) on space-to-depth blocks (see `_conv_s2d`).
     """
+    conv = _conv_s2d if s2d else _conv
     a = ChannelPool("mean", name=f"{name}_mean")(x)
     b = ChannelPool("max", name=f"{name}_max")(x)
     if fused:
         ab = keras.layers.Concatenate(name=f"{name}_sp_concat")([a, b])
-        s = _conv(ab, c, 3, f"{name}_sp_conv", activation="sigmoid")
+        s = conv(ab, c, 3, f"{name}_sp_conv", activation="sigmoid")
     else:
-        s_mean = _conv(a, c, 3, f"{name}_sp_conv_mean")
-        s_max = _conv(b, c, 3, f"{name}_sp_conv_max", use_bias=False)
+        s_mean = conv(a, c, 3, f"{name}_sp_conv_mean")
+        s_max = conv(b, c, 3, f"{name}_sp_conv_max", use_bias=False)
         s = keras.layers.Add(name=f"{name}_sp_add")([s_mean, s_max])
         s = keras.layers.Activation("sigmoid", name=f"{name}_sp_sigmoid")(s)
     spatial = keras.layers.Multiply(name=f"{name}_sp_mul")([x, s])
@@ -262,9 +293,14 @@ def stage(
     dw_kernel: int = 3,
     irb_second_input: str = "m",
     fused_attention: bool = False,
+    s2d: bool = False,
 ) -> keras.KerasTensor:
-    """Conv3x3(c, ReLU) -> IRB -> IRB -> Attention: one encoder or decoder stage."""
-    x = _conv(x, c, 3, f"{name}_conv", activation="relu")
+    """Conv3x3(c, ReLU) -> IRB -> IRB -> Attention: one encoder or decoder stage.
+
+    `s2d=True` runs the stage's 3x3 conv and the attention's spatial conv on space-to-depth
+    blocks (see `_conv_s2d`); the depthwise convs stay in the pixel domain.
+    """
+    x = (_conv_s2d if s2d else _conv)(x, c, 3, f"{name}_conv", activation="relu")
     for i in (1, 2):
         x = irb(
             x,
@@ -274,7 +310,7 @@ def stage(
             dw_kernel=dw_kernel,
             second_input=irb_second_input,
         )
-    return attention(x, c, f"{name}_att", fused=fused_attention)
+    return attention(x, c, f"{name}_att", fused=fused_attention, s2d=s2d)
 
 
 def head(
@@ -284,13 +320,29 @@ def head(
     activation: str = "elu",
     dw_kernel: int = 3,
     s2d_gate: bool = False,
+    s2d_full_res: bool = False,
+    deep_gate: bool = True,
 ) -> keras.KerasTensor:
     """Output head: 3-channel IRB-like branch + ReLU shortcut, then a 7-5-3 sigmoid gate.
 
     `s2d_gate=True` computes the gate on 2x2 space-to-depth blocks (12 channels at half
     resolution) with kernels from `s2d_kernel`: the same function, but CPU runtimes waste most
     of their vector lanes on 3-channel convolutions and much less on 12-channel ones.
+    `s2d_full_res=True` (implies the gate on blocks) moves the head to blocks right after its
+    first 1x1 conv: the depthwise conv becomes a dense 12-channel 3x3 conv on blocks (fewer
+    output pixels for XNNPACK's per-pixel indirection buffer), the second 1x1 conv a
+    block-diagonal 12-channel one.
     """
+    if s2d_full_res:
+        h = _conv(x, 3, 1, f"{name}_pw1")
+        hs = SpaceToDepth2(name=f"{name}_s2d")(h)
+        hs = _conv(hs, 12, s2d_kernel_size(dw_kernel), f"{name}_dw")
+        hs = keras.layers.Activation(activation, name=f"{name}_act")(hs)
+        hs = _conv(hs, 12, 1, f"{name}_pw2")
+        shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
+        shortcut = SpaceToDepth2(name=f"{name}_shortcut_s2d")(shortcut)
+        hs = keras.layers.Add(name=f"{name}_add")([hs, shortcut])
+        return _gate_s2d(hs, name, deep=deep_gate)
     h = _conv(x, 3, 1, f"{name}_pw1")
     h = keras.layers.DepthwiseConv2D(dw_kernel, padding="same", name=f"{name}_dw")(h)
     h = keras.layers.Activation(activation, name=f"{name}_act")(h)
@@ -298,16 +350,25 @@ def head(
     shortcut = _conv(x, 3, 1, f"{name}_shortcut", activation="relu")
     h = keras.layers.Add(name=f"{name}_add")([h, shortcut])
     if s2d_gate:
-        hs = SpaceToDepth2(name=f"{name}_s2d")(h)
-        g = _conv(hs, 12, s2d_kernel_size(7), f"{name}_gate7", activation="relu")
-        g = _conv(g, 12, s2d_kernel_size(5), f"{name}_gate5", activation="relu")
-        g = _conv(g, 12, s2d_kernel_size(3), f"{name}_gate3", activation="sigmoid")
-        gated = keras.layers.Multiply(name=f"{name}_gate_mul")([hs, g])
-        return DepthToSpace2(name=f"{name}_d2s")(gated)
+        return _gate_s2d(SpaceToDepth2(name=f"{name}_s2d")(h), name)
     g = _conv(h, 3, 7, f"{name}_gate7", activation="relu")
     g = _conv(g, 3, 5, f"{name}_gate5", activation="relu")
     g = _conv(g, 3, 3, f"{name}_gate3", activation="sigmoid")
     return keras.layers.Multiply(name=f"{name}_gate_mul")([h, g])
+
+
+def _gate_s2d(hs: keras.KerasTensor, name: str, *, deep: bool = False) -> keras.KerasTensor:
+    """The head's 7-5-3 sigmoid gate on space-to-depth blocks `hs`; returns pixels.
+
+    `deep=True` runs the 7x7 conv on 4x4 blocks (s2d twice: a 3x3 conv, 48 channels at a
+    quarter of the resolution), whose indirection buffer is 11x smaller than the 5x5 one's.
+    """
+    conv7 = _conv_s2d if deep else _conv
+    g = conv7(hs, 12, s2d_kernel_size(7), f"{name}_gate7", activation="relu")
+    g = _conv(g, 12, s2d_kernel_size(5), f"{name}_gate5", activation="relu")
+    g = _conv(g, 12, s2d_kernel_size(3), f"{name}_gate3", activation="sigmoid")
+    gated = keras.layers.Multiply(name=f"{name}_gate_mul")([hs, g])
+    return DepthToSpace2(name=f"{name}_d2s")(gated)
 
 
 def s2d_kernel_size(k: int) -> int:
@@ -397,6 +458,7 @@ def build_lpienet(
     input_shape: tuple[int | None, int | None] | None = None,
     fused_attention: bool = False,
     s2d_gate: bool = False,
+    s2d_full_res: bool = False,
     name: str = "lpienet",
 ) -> keras.Model:
     """Builds LPIENet as a functional Keras model.
@@ -413,6 +475,9 @@ def build_lpienet(
         fused_attention: build the attention's spatial conv in its concat form (for float export;
             trained weights use the default split form, see `attention`).
         s2d_gate: build the head's gate on space-to-depth blocks (faster on CPUs; see `head`).
+        s2d_full_res: also run the full-resolution spatial convs (first stage's 3x3 and
+            attention convs, the head's depthwise conv) on space-to-depth blocks: less XNNPACK
+            memory (see `_conv_s2d`).
         name: the model's name.
 
     Returns:
@@ -432,7 +497,7 @@ def build_lpienet(
     n_enc = len(widths) // 2 + 1
     skips = []
     for i, c in enumerate(widths[:n_enc]):
-        x = stage(x, c, f"enc{i + 1}", **stage_opts, **block)
+        x = stage(x, c, f"enc{i + 1}", **stage_opts, **block, s2d=s2d_full_res and i == 0)
         skips.append(x)
         if i < n_enc - 1:
             x = keras.layers.MaxPooling2D(2, name=f"enc{i + 1}_pool")(x)
@@ -440,7 +505,10 @@ def build_lpienet(
         x = stage(x, c, f"dec{j + 1}", **stage_opts, **block)
         x = Upsample2x(name=f"dec{j + 1}_up")(x)
         x = keras.layers.Concatenate(name=f"dec{j + 1}_concat")([x, skips[n_enc - 2 - j]])
-    x = head(x, **block, s2d_gate=s2d_gate)
+    # The gate's 7x7 on 4x4 blocks needs H, W multiples of 4 (networks with >= 2 poolings).
+    x = head(
+        x, **block, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res, deep_gate=multiple % 4 == 0
+    )
     x = keras.layers.Add(name="residual")([x, padded])
     if not aligned:
         x = CropLike(name="crop")([x, inputs])
@@ -488,6 +556,7 @@ def rebuild_for_shape(
     *,
     fused_attention: bool = False,
     s2d_gate: bool = False,
+    s2d_full_res: bool = False,
 ) -> keras.Model:
     """The same network and weights for a fixed (height, width) input (or dynamic with None).
 
@@ -495,7 +564,8 @@ def rebuild_for_shape(
     `load_model` and this function). Weights are copied by layer name. The optional rewrites
     compute the same function with other ops (results agree to float rounding):
     `fused_attention` merges each attention's two spatial convs into one concat-form conv,
-    `s2d_gate` runs the head's gate on space-to-depth blocks. The source model must be a plain
+    `s2d_gate` runs the head's gate on space-to-depth blocks, `s2d_full_res` also the
+    full-resolution spatial convs (see `build_lpienet`). The source model must be a plain
     build (split attention, pixel-domain gate), as trained.
     """
     kwargs = dict(config if config is not None else getattr(model, "lpie_config", DEFAULTS))
@@ -504,20 +574,43 @@ def rebuild_for_shape(
         input_shape=(height, width),
         fused_attention=fused_attention,
         s2d_gate=s2d_gate,
+        s2d_full_res=s2d_full_res,
     )
+    blocks = ("enc1_conv", "enc1_att_sp_conv", "enc1_att_sp_conv_mean", "enc1_att_sp_conv_max")
     for layer in new.layers:
         if not layer.weights:
             continue
         if fused_attention and layer.name.endswith("_sp_conv"):
             k_mean, b_mean = model.get_layer(f"{layer.name}_mean").get_weights()
             (k_max,) = model.get_layer(f"{layer.name}_max").get_weights()
-            layer.set_weights([np.concatenate([k_mean, k_max], axis=2), b_mean])
-        elif s2d_gate and layer.name.startswith("head_gate"):
-            layer.set_weights(list(s2d_kernel(*model.get_layer(layer.name).get_weights())))
+            weights = [np.concatenate([k_mean, k_max], axis=2), b_mean]
         else:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+            weights = model.get_layer(layer.name).get_weights()
+        if (s2d_gate or s2d_full_res) and layer.name.startswith("head_gate"):
+            weights = list(s2d_kernel(*weights))
+            if s2d_full_res and layer.name == "head_gate7" and len(layer.weights[0].shape) == 4 \
+                    and layer.weights[0].shape[0] == s2d_kernel_size(s2d_kernel_size(7)) \
+                    and layer.weights[0].shape[2] == 48:
+                weights = _s2d_weights(weights)
+        elif s2d_full_res and (layer.name in blocks or layer.name in ("head_dw", "head_pw2")):
+            weights = _s2d_weights(weights, depthwise=layer.name == "head_dw")
+        layer.set_weights(weights)
     new.lpie_config = kwargs
     return new
+
+
+def _s2d_weights(weights: list[np.ndarray], *, depthwise: bool = False) -> list[np.ndarray]:
+    """[kernel(, bias)] of a conv (or depthwise conv, multiplier 1) for its `_conv_s2d` form."""
+    kernel = weights[0]
+    if depthwise:  # (k, k, C, 1) -> the dense (k, k, C, C) kernel it equals
+        k, _, c, _ = kernel.shape
+        dense = np.zeros((k, k, c, c), dtype=kernel.dtype)
+        for i in range(c):
+            dense[:, :, i, i] = kernel[:, :, i, 0]
+        kernel = dense
+    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[3], kernel.dtype)
+    kb, bb = s2d_kernel(kernel, bias)
+    return [kb, bb] if len(weights) > 1 else [kb]
 
 
 def load_model(path: str | Path, build: dict[str, Any] | None = None) -> keras.Model:

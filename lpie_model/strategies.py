@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -146,16 +148,72 @@ def _multiworker_strategy(recipe: Recipe) -> Any:
     if extended is not None:
         extended._check_health_initial_timeout = max(1, round(timeout))
         extended._check_health_interval = HEALTH_CHECK_SECONDS
+    wait_for_peers(task, timeout)
+    # TensorFlow's own timeout does not always fire (a peer whose port nobody listens on can
+    # keep the first collective waiting): a watchdog aborts the collectives after the timeout.
+    joined = threading.Event()
+    watchdog = threading.Thread(target=_abort_if_not_joined, args=(joined, timeout + 5),
+                                daemon=True)
+    watchdog.start()
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    except RuntimeError as e:
-        if "Timeout waiting for the cluster" not in str(e):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        joined.set()
+        return strategy
+    except (RuntimeError, tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as e:
+        joined.set()
+        if isinstance(e, RuntimeError) and "Timeout waiting for the cluster" not in str(e):
             raise
         raise DataError(
             f"not every worker joined within train.join_timeout = {timeout:g} s (this is "
             f"{task.task_type}:{task.task_index}; cluster: {', '.join(task.peers)}); start "
             "the same command on every worker listed in TF_CONFIG"
         ) from None
+
+
+def wait_for_peers(task: ClusterTask, timeout: float, poll: float = 0.2) -> None:
+    """Wait until every other task of the cluster listens on its port, while this task holds
+    its own port open for them (TensorFlow's start-up waits for unreachable peers forever).
+    DataError after ``timeout`` seconds, naming the tasks that never answered."""
+    others = [(f"{job}:{i} ({addr})", addr) for job, addrs in sorted(task.cluster.items())
+              for i, addr in enumerate(addrs)
+              if (job, i) != (task.task_type, task.task_index)]
+    parsed = _split_address(task.address)
+    port = parsed[1] if parsed else 0
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as own:
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.bind(("", port))
+        own.listen(16)
+        while others:
+            missing = []
+            for name, addr in others:
+                host, peer_port = _split_address(addr) or ("", 0)
+                try:
+                    socket.create_connection((host, peer_port), timeout=1).close()
+                except OSError:
+                    missing.append((name, addr))
+            others = missing
+            if others and time.monotonic() > deadline:
+                raise DataError(
+                    f"not every worker joined within train.join_timeout = {timeout:g} s (this "
+                    f"is {task.task_type}:{task.task_index}; cluster: {', '.join(task.peers)}; "
+                    f"never answered: {', '.join(n for n, _ in others)}); start the same "
+                    "command on every worker listed in TF_CONFIG"
+                )
+            if others:
+                time.sleep(poll)
+
+
+def _abort_if_not_joined(joined: threading.Event, timeout: float) -> None:
+    """Abort TensorFlow's pending collectives (the join barrier) unless ``joined`` is set
+    within ``timeout`` seconds; the waiting call then raises UnavailableError."""
+    if joined.wait(timeout):
+        return
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import errors
+
+    context.context().abort_collective_ops(errors.UNAVAILABLE, "not every worker joined")
 
 
 def _tpu_strategy(recipe: Recipe) -> Any:

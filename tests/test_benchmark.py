@@ -38,6 +38,21 @@ def test_benchmark_records_latency_and_memory(model):
     assert header[:3] == ["Resolution", "GMACs", "GFLOPs"] and line[0] == "32x32"
 
 
+def test_export_needs_half_the_plain_builds_indirection_memory(model):
+    from lpie_model.benchmark import indirection_bytes
+    from lpie_model.lpienet import rebuild_for_shape
+
+    size = (64, 96)
+    plain = ex.convert_keras(rebuild_for_shape(model, *size, fused_attention=True), size=size)
+    export = ex.convert(model, size=size)
+    # Known answer for the plain build: full-res 3x3 convs (enc1 conv, 2 dw, attention conv,
+    # head dw) and the 7x7 / 5x5 / 3x3 gate, then the half and quarter resolution stages.
+    px = size[0] * size[1]
+    full = px * (5 * 9 + 49 + 25 + 9)
+    assert indirection_bytes(plain) == 8 * (full + 8 * 9 * px // 4 + 8 * 9 * px // 16)
+    assert indirection_bytes(export) <= 0.5 * indirection_bytes(plain)
+
+
 def test_cli_benchmark_macs_only(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(

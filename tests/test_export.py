@@ -89,6 +89,61 @@ def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
     assert y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
 
 
+def test_calibration_twin_size_known_answers():
+    assert ex.calibration_twin_size((1080, 1920), (256, 256)) == (256, 256)
+    # Same remainder modulo the pooling factor as the export: the same ops (pad or not).
+    assert ex.calibration_twin_size((1082, 1921), (256, 256)) == (254, 253)
+    assert ex.calibration_twin_size((20, 300), (256, 256)) == (20, 256)
+
+
+def test_fixed_int8_calibrates_on_crops_with_progress(model, photos, monkeypatch):
+    size = (64, 96)
+    images = [img for _, img in photos[:2]]
+    crops = ex.calibration_crops(images, count=6, crop=(32, 32), per_image=3)
+    calls, sizes = [], []
+    convert_keras = ex.convert_keras
+
+    def spy(net, **kwargs):  # records what TFLiteConverter sees, then converts for real
+        sizes.append((kwargs.get("size"), kwargs.get("precision"), kwargs.get("calibrate_only")))
+        return convert_keras(net, **kwargs)
+
+    monkeypatch.setattr(ex, "convert_keras", spy)
+    content = ex.convert(
+        model, precision="int8", size=size, calibration=crops, progress=lambda *a: calls.append(a)
+    )
+    # Calibration ran on the 32x32 twin; the full size was only converted to float.
+    assert sizes == [((32, 32), "int8", True), (size, "fp32", None)]
+    assert calls[0] == ("calibrate", 0, 6) and calls[-1] == ("calibrate", 6, 6)
+    assert len(calls) == 7
+    runner = ex.TFLiteRunner(content)
+    assert runner.input_size == size
+    assert runner.interpreter.get_input_details()[0]["shape"].tolist() == [1, 64, 96, 3]
+    # Held-out image (chelsea was not calibrated on): parity with fp32 Keras.
+    report = ex.parity_report(model, content, "int8", [photos[2]])
+    assert report["min_psnr_db"] >= 40, report
+
+
+def test_range_transfer_at_the_same_size_equals_direct_conversion(model, photos):
+    from lpie_model.lpienet import rebuild_for_shape
+
+    size = (32, 32)
+    crops = ex.calibration_crops([img for _, img in photos], count=4, crop=size, per_image=2)
+    via_twin = ex.convert_int8_on_crops(model, size, size, crops, io="uint8")
+    net = rebuild_for_shape(model, *size, s2d_gate=True, s2d_full_res=True)
+    direct = ex.convert_keras(net, precision="int8", size=size, io="uint8", calibration=crops)
+    x = ex.fit_to_size(photos[2][1], size)
+    np.testing.assert_array_equal(ex.TFLiteRunner(via_twin)(x), ex.TFLiteRunner(direct)(x))
+    assert ex.op_names(via_twin) == ex.op_names(direct)
+    # A twin of another graph (no pad vs pad) is refused, not silently mis-calibrated.
+    other = rebuild_for_shape(model, 30, 30, s2d_gate=True, s2d_full_res=True)
+    other = ex.convert_keras(other, size=(30, 30))
+    calibrated = ex.convert_keras(
+        net, precision="int8", size=size, calibration=crops, calibrate_only=True
+    )
+    with pytest.raises(ex.ExportError, match="another graph"):
+        ex.transfer_ranges(calibrated, other)
+
+
 def test_option_errors(model, tmp_path):
     with pytest.raises(ConfigError, match="needs precision 'int8'"):
         ex.convert(model, io="uint8")

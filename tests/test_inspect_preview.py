@@ -103,7 +103,9 @@ def test_preview_errors(dataset, tmp_path):
 def test_preview_bad_count_and_missing_shard(dataset, tmp_path):
     r = runner.invoke(app, ["preview", str(dataset), "--count", "0", "--out",
                             str(tmp_path / "s.png")])
-    assert r.exit_code == 2 and "greater than or equal to 1" in r.stderr  # refused by Typer
+    # A usage error (exit 2) from the option's own bound, before any work.
+    assert r.exit_code == 2 and "count" in r.stderr and "greater than or equal to 1" in r.stderr
+    assert not (tmp_path / "s.png").exists()
     copy, shard = _damaged(dataset, tmp_path, "missing")
     r = runner.invoke(app, ["preview", str(copy), "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 1 and f"{shard}: cannot read shard" in r.stderr

@@ -276,5 +276,6 @@ def test_a_worker_that_never_joins_times_out(tmp_path: Path, ramps: str) -> None
     assert finish([proc], [log], timeout=300) == [1]
     text = " ".join(log.read_text().split())
     assert ("not every worker joined within train.join_timeout = 3 s (this is worker:0; "
-            f"cluster: worker:0 (127.0.0.1:{ports[0]}), worker:1 (127.0.0.1:{ports[1]}))"
+            f"cluster: worker:0 (127.0.0.1:{ports[0]}), worker:1 (127.0.0.1:{ports[1]}); "
+            f"never answered: worker:1 (127.0.0.1:{ports[1]})); start the same command"
             ) in text, text[-3000:]
