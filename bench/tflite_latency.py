@@ -11,7 +11,7 @@ Two steps, so that timing can run on a machine without TensorFlow (only ai-edge-
 
 Variants (base network, seeded random weights; speed does not depend on the weight values):
     plain      the straightforward build: attention's spatial conv on concat[mean, max],
-               gate in the pixel domain, fp32; the "plain build" of docs/reference (33 ms at
+               gate in the pixel domain, fp32; the "plain build" of docs/benchmarks.md (33 ms at
                256x256 on this project's 2-core machine at the interpreter's default threads)
     split      the training graph as is (attention conv split into mean and max parts), fp32
     export     what `lpie-model export --precision fp32 --size HxW` writes (concat attention,

@@ -22,7 +22,7 @@ from lpie_model.cli_options import InputSpace, ModelArg, ScoreSpace, ThreadsOpt,
 def evaluate_cmd(
     model: ModelArg,
     data: Annotated[str, typer.Option("--data", help="lpie pair dataset folder.")],
-    split: Annotated[str, typer.Option("--split", help="Split to score (e.g. val, test).")],
+    split: Annotated[str, typer.Option("--split", help="Split to score (e.g. validation, test).")],
     csv: Annotated[
         Path | None, typer.Option("--csv", help="Write per-image scores to this CSV file.")
     ] = None,
@@ -48,7 +48,7 @@ def evaluate_cmd(
     for another (e.g. srgb: what a person sees), per image and as means; --csv writes key,
     psnr_input, ssim_input, psnr_output, ssim_output per image.
 
-    Example: lpie-model evaluate runs/sidd-base --data data/sidd --split val --csv sidd-val.csv
+    Example: lpie-model evaluate runs/sidd-base --data data/sidd --split validation --csv val.csv
     """
     quiet_tensorflow()
     from lpie_data.jsonfile import write_json

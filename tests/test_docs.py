@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ def test_help_renders_ends_with_an_example_and_shows_no_type_for_flags(prog: str
         assert len(lines) >= 2, f"{path}: no help text"
         assert lines[-1].startswith(f"Example: {path} "), f"{path}: help must end with an example"
         assert lines[-1] in " ".join(result.output.split())
+        check_parses(shlex.split(lines[-1].removeprefix("Example: ")), f"{path} --help")
 
 
 def test_every_command_is_reached():
@@ -146,20 +148,25 @@ def lpie_commands(text: str) -> list[list[str]]:
     return commands
 
 
+def check_parses(words: list[str], where: str) -> None:
+    """Parse an ``lpie-data ...`` / ``lpie-model ...`` argv with the real CLI, running nothing."""
+    cmd, args = typer.main.get_command(APPS[words[0]]), words[1:]
+    while hasattr(cmd, "commands") and args and args[0] in cmd.commands:
+        cmd, args = cmd.commands[args[0]], args[1:]
+    assert not hasattr(cmd, "commands"), f"{where}: {shlex.join(words)}: no such command"
+    try:
+        cmd.make_context(words[0], list(args))
+    except typer.BadParameter as e:
+        if "does not exist" not in str(e):  # a dataset this machine lacks is fine
+            raise AssertionError(f"{where}: {shlex.join(words)}: {e}") from None
+    except Exception as e:  # unknown option, missing value, bad choice
+        raise AssertionError(f"{where}: {shlex.join(words)}: {e}") from None
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_documented_commands_parse(block: Block):
     for words in lpie_commands(block.text):
-        cmd, args = typer.main.get_command(APPS[words[0]]), words[1:]
-        while hasattr(cmd, "commands") and args and args[0] in cmd.commands:
-            cmd, args = cmd.commands[args[0]], args[1:]
-        assert not hasattr(cmd, "commands"), f"{block.id}: {shlex.join(words)}: no such command"
-        try:
-            cmd.make_context(words[0], list(args))
-        except typer.BadParameter as e:
-            if "does not exist" not in str(e):  # a dataset this machine lacks is fine
-                raise AssertionError(f"{block.id}: {shlex.join(words)}: {e}") from None
-        except Exception as e:  # unknown option, missing value, bad choice
-            raise AssertionError(f"{block.id}: {shlex.join(words)}: {e}") from None
+        check_parses(words, block.id)
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
@@ -169,7 +176,87 @@ def test_shell_example_runs(block: Block, tmp_path: Path):
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "COLUMNS": "120"}
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    output = proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.returncode == 0, f"{block.id}:\n{block.text}\n{output}"
+    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=120)  # the examples that run take seconds
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # and whatever the example started
+        output, _ = proc.communicate()
+        pytest.fail(f"{block.id}: still running after 120 s: too slow to run, mark it\n{output}")
+    assert proc.returncode == 0, f"{block.id}:\n{block.text}\n{output[-4000:]}"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    heads = [ln.lstrip("#").strip() for ln in page.read_text().splitlines() if ln.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_relative_links_point_at_files_and_headings_that_exist(page: Path):
+    for url in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if re.match(r"[a-z]+:", url):  # https:, mailto:
+            continue
+        path, _, fragment = url.partition("#")
+        target = (page.parent / path) if path else page
+        assert target.exists(), f"{page.name}: link to {url}: no such file"
+        if fragment and target.suffix == ".md":
+            assert fragment in _anchors(target), f"{page.name}: link to {url}: no such heading"
+
+
+def test_readme_is_a_front_page_linking_every_docs_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert "## Quick start" in text and "make demo\nmake test\n" in text
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in text, f"README does not link docs/{page.name}"
+
+
+def test_readme_python_example_names_real_entry_points():
+    """The Python example is not run (it needs SIDD), but it compiles and every ``lpie_data.X``
+    it calls exists."""
+    import lpie_data
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert blocks
+    for code in blocks:
+        compile(code, "README.md", "exec")
+        for name in re.findall(r"\blpie_data\.(\w+)\(", code):
+            assert callable(getattr(lpie_data, name, None)), f"lpie_data.{name}"
+
+
+def test_commands_are_shown_in_bash_blocks_only():
+    """A command in a plain, ```sh or ```console fence would escape the checks above; usage
+    synopses go in ```text."""
+    for page in PAGES:
+        fence = None
+        for i, line in enumerate(page.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                fence = None if fence is not None else stripped[3:] or "plain"
+            elif fence not in (None, "bash", "text", "python", "toml", "json"):
+                assert not stripped.startswith(tuple(APPS)), f"{page.name}:{i}: in a {fence} block"
+
+
+def test_documented_python_names_exist():
+    """Every ``lpie_data.x.y`` / ``lpie_model.x.y`` the pages name can be imported."""
+    import importlib
+
+    for page in PAGES:
+        for ref in sorted(set(re.findall(r"\blpie_(?:data|model)(?:\.\w+)+", page.read_text()))):
+            parts = ref.split(".")
+            for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                    break
+                except ImportError:
+                    continue
+            for attr in parts[i:]:
+                assert hasattr(obj, attr), f"{page.name}: {ref}: no {attr}"
+                obj = getattr(obj, attr)

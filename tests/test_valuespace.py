@@ -56,7 +56,7 @@ def test_prepared_dataset_records_its_value_space_and_inspect_shows_it(tmp_path)
 
 @pytest.mark.parametrize(("tonemap", "space"), [("reinhard", "reinhard"), ("none", "linear")])
 def test_udc_records_its_value_space_by_tonemap(tmp_path, tonemap, space):
-    from fixtures_udc_gopro import make_discnet
+    from fixtures.udc_gopro import make_discnet
 
     root = make_discnet(tmp_path)
     out = tmp_path / "udc"
@@ -67,7 +67,7 @@ def test_udc_records_its_value_space_by_tonemap(tmp_path, tonemap, space):
 
 
 def test_gopro_and_synth_record_their_value_space(tmp_path):
-    from fixtures_udc_gopro import make_gopro_flat
+    from fixtures.udc_gopro import make_gopro_flat
 
     out = tmp_path / "gopro"
     r = runner.invoke(app, ["prepare", "gopro", "--root", str(make_gopro_flat(tmp_path)),
