@@ -1,7 +1,8 @@
 """lpie_model: LPIENet, its losses and metrics, training, TFLite export and benchmarks.
 
-`build_lpienet` and `load_model` are imported lazily so that `import lpie_model` (and commands
-that do not need TensorFlow, such as `--help`) start without importing TensorFlow.
+`ModelConfig` (the architecture, plain Python), `build_lpienet` and `load_model` are imported
+lazily so that `import lpie_model` (and commands that do not need TensorFlow, such as `--help`)
+start without importing TensorFlow. docs/architecture.md lists the module of each capability.
 """
 
 from __future__ import annotations
