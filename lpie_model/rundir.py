@@ -26,7 +26,6 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
-from lpie_model.checkpoint import write_config
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
@@ -104,11 +103,6 @@ def check_run_dir(recipe: Recipe, run_dir: str, resume: bool) -> None:
                 f"{run_dir}: exists and is not empty; continue it with --resume or choose "
                 "another --out"
             )
-
-
-def write_model_json(run_dir: str, recipe: Recipe, value_space: str | None = None) -> None:
-    """``RUN/model.json`` of a run: the recipe's build options and the model's value space."""
-    write_config(run_dir, recipe.model, value_space)
 
 
 def read_metrics(path: str, last_epoch: int) -> list[dict[str, str]]:

@@ -19,7 +19,7 @@ from lpie_data import storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.jobs import output_lock
 from lpie_data.jsonfile import write_json
-from lpie_model.checkpoint import WEIGHTS_FILE
+from lpie_model.checkpoint import WEIGHTS_FILE, write_config
 from lpie_model.data import (
     training_dataset,
     validation_dataset,
@@ -34,7 +34,6 @@ from lpie_model.rundir import (
     read_metrics,
     resolve_paths,
     write_metrics,
-    write_model_json,
 )
 from lpie_model.strategies import STRATEGIES, is_chief, writes_run_dir
 from lpie_model.train_data import (
@@ -124,7 +123,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
     trainer = Trainer(recipe, strategy, run_dir, chief)
     resumed_from, notes = restore(trainer, run_dir) if resume else (0, [])
     if chief:
-        write_model_json(run_dir, recipe, spaces.model)
+        write_config(run_dir, recipe.model, spaces.model)
     metrics_path = storage.join(run_dir, METRICS_FILE)
     rows = read_metrics(metrics_path, resumed_from) if chief else []
 
