@@ -32,10 +32,13 @@ def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def sample_photos() -> list[tuple[str, np.ndarray]]:
-    """scikit-image's bundled colour photos as float32 H x W x 3 in [0, 1] (no download)."""
-    from skimage import data
+    """Three of the built-in sample photos (`lpie_data.synth.samples`: scikit-image's bundled
+    colour photos, no download) as float32 H x W x 3 sRGB values in [0, 1]."""
+    from lpie_data.images import read_image
+    from lpie_data.synth.samples import sample_photo_files
 
-    return [(name, getattr(data, name)().astype(np.float32) / 255.0) for name in SAMPLE_PHOTOS]
+    files = sample_photo_files()
+    return [(name, read_image(files[name]).astype(np.float32) / 255.0) for name in SAMPLE_PHOTOS]
 
 
 def dataset_inputs(path: str | Path, split: str, count: int) -> list[tuple[str, np.ndarray]]:
