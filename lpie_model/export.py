@@ -6,7 +6,6 @@ on real images and writes the report next to it; `export_model` is the whole
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from lpie_data import storage
 from lpie_data.errors import OutputError
-from lpie_data.jsonfile import json_safe
+from lpie_data.jsonfile import json_safe, write_json
 from lpie_model.convert import Progress, check_options, convert
 from lpie_model.metrics import psnr
 from lpie_model.runtime import LiteRTRunner
@@ -166,10 +165,7 @@ def export_tflite(
         "metadata": info,
         "parity": parity_report(model, content, precision, images, num_threads=num_threads),
     }
-    try:
-        storage.write_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
-    except OSError as e:
-        raise OutputError(f"{report_path}: cannot write ({e})") from None
+    write_json(report_path, report, sort_keys=False)
     return report
 
 
