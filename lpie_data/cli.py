@@ -107,7 +107,7 @@ def inspect(
 @handle_errors
 def preview(
     path: DatasetArg,
-    out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
+    out: Annotated[Path, typer.Option("--out", dir_okay=False, help="PNG file to write.")],
     split: SplitOpt = "train",
     count: CountOpt = 4,
     gain: Annotated[float, typer.Option("--gain", min=0.0,
@@ -131,7 +131,8 @@ def preview(
 @handle_errors
 def extract(
     path: DatasetArg,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the image files.")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False,
+                                      help="Folder for the image files.")],
     split: SplitOpt = "train",
     count: CountOpt = 4,
     stored: Annotated[bool, typer.Option(

@@ -110,3 +110,11 @@ def test_preview_bad_count_and_missing_shard(dataset, tmp_path):
     r = runner.invoke(app, ["preview", str(copy), "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 1 and f"{shard}: cannot read shard" in r.stderr
     assert not (tmp_path / "s.png").exists()
+
+
+def test_preview_out_must_be_a_file_and_extract_out_a_folder(dataset, tmp_path):
+    r = runner.invoke(app, ["preview", str(dataset), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a directory" in " ".join(r.stderr.replace("│", " ").split())
+    (tmp_path / "f").write_text("x")
+    r = runner.invoke(app, ["extract", str(dataset), "--out", str(tmp_path / "f")])
+    assert r.exit_code == 2 and "is a file" in " ".join(r.stderr.replace("│", " ").split())
