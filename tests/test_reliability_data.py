@@ -52,6 +52,16 @@ def _items(paths: list[Path], gate: Path | None = None, bad: int = 2) -> list[Wo
             for i, p in enumerate(paths)]
 
 
+def _interrupted_run(tmp_path: Path, paths: list[Path]) -> tuple[Path, Path]:
+    """A run into tmp_path/out that fails at item2 while the gate file exists: (out, gate)."""
+    gate = tmp_path / "gate"
+    gate.write_text("")
+    out = tmp_path / "out"
+    with pytest.raises(DataError):
+        _run(out, _items(paths, gate=gate))
+    return out, gate
+
+
 def _run(out: Path, items: list[WorkItem], **kw):
     kw.setdefault("jobs", 1)
     return run_job(str(out), "toy", "toy make", {"x": 1}, items, produce, JobOptions(**kw))
@@ -85,11 +95,7 @@ def test_finished_dataset_with_a_changed_source_is_refused(tmp_path):
 
 def test_source_changed_during_an_interrupted_run_is_redone(tmp_path):
     paths = _sources(tmp_path / "src")
-    gate = tmp_path / "gate"
-    gate.write_text("")
-    out = tmp_path / "out"
-    with pytest.raises(DataError):
-        _run(out, _items(paths, gate=gate))
+    out, gate = _interrupted_run(tmp_path, paths)
     _touch_changed(paths[0], b"\x07" * 8)  # item0's part exists but is now stale
     gate.unlink()
     summary = _run(out, _items(paths))
@@ -123,11 +129,7 @@ def test_damaged_manifest_is_named_and_overwrite_gets_past(tmp_path):
 
 def test_damaged_job_file_is_named(tmp_path):
     paths = _sources(tmp_path / "src")
-    gate = tmp_path / "gate"
-    gate.write_text("")
-    out = tmp_path / "out"
-    with pytest.raises(DataError):
-        _run(out, _items(paths, gate=gate))
+    out, gate = _interrupted_run(tmp_path, paths)
     (out / WORK_DIR / "job.json").write_bytes(b"\x00\x00")
     gate.unlink()
     with pytest.raises(OutputError, match=r"job.json: damaged job file"):
@@ -137,11 +139,7 @@ def test_damaged_job_file_is_named(tmp_path):
 
 def test_damaged_part_file_is_redone_with_a_note(tmp_path):
     paths = _sources(tmp_path / "src")
-    gate = tmp_path / "gate"
-    gate.write_text("")
-    out = tmp_path / "out"
-    with pytest.raises(DataError):
-        _run(out, _items(paths, gate=gate))
+    out, gate = _interrupted_run(tmp_path, paths)
     (out / WORK_DIR / "part-000000.json").write_text("{trunc")
     with open(out / WORK_DIR / "part-000001.rec", "r+b") as f:  # cut short by a crash
         f.truncate(100)
