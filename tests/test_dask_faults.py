@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.cluster import local_dask_cluster
 from test_scaleout import dataset_files, make_sidd, prepare
 from typer.testing import CliRunner
 
@@ -27,12 +28,8 @@ runner = CliRunner()
 @pytest.fixture()
 def cluster():
     """Scheduler + 2 worker processes (each under a nanny, which restarts a dead worker)."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=":0")
-    try:
+    with local_dask_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 def worker_pids(cluster) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.cluster import local_dask_cluster
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -48,12 +49,8 @@ def make_sidd(base: Path) -> Path:
 @pytest.fixture(scope="module")
 def cluster():
     """A real dask.distributed cluster on loopback: scheduler + 2 worker processes x 1 thread."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=":0")
-    try:
+    with local_dask_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture(scope="module")
