@@ -31,10 +31,16 @@ def json_safe(value: Any, *, non_finite: Literal["string", "null"] = "string") -
     return value
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse the JSON file at ``path`` (local or URL)."""
+def read_json(path: str | Path, *, what: str = "JSON", hint: str = "") -> Any:
+    """Parse the JSON file at ``path`` (local or URL); a file that does not parse is an
+    OutputError naming it: ``PATH: damaged WHAT (Error: detail); HINT``."""
     with storage.open_file(str(path), "rb") as f:
-        return json.loads(f.read())
+        data = f.read()
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        tail = f"; {hint}" if hint else ""
+        raise OutputError(f"{path}: damaged {what} ({type(e).__name__}: {e}){tail}") from None
 
 
 def write_json(path: str | Path, data: Any, *, sort_keys: bool = True) -> None:

@@ -16,6 +16,7 @@ from lpie_data import storage
 from lpie_data.errors import OutputError
 from lpie_data.fingerprint import combined_digest, inputs_digest, newer_inputs, same_job
 from lpie_data.items import WorkItem
+from lpie_data.jsonfile import read_json
 from lpie_data.shards import (
     MANIFEST,
 )
@@ -27,12 +28,11 @@ LOCK_FILE = ".lpie-lock"
 
 def read_state(path: str, what: str) -> Any:
     """A JSON state file of the job; OutputError naming it when it is damaged."""
+    hint = "use --overwrite to replace the dataset, or another --out"
     try:
-        with storage.open_file(path, "rb") as f:
-            data = json.loads(f.read())
-    except (OSError, ValueError) as e:
-        raise OutputError(f"{path}: damaged {what} ({type(e).__name__}: {e}); use --overwrite "
-                          "to replace the dataset, or another --out") from None
+        data = read_json(path, what=what, hint=hint)
+    except OSError as e:
+        raise OutputError(f"{path}: damaged {what} ({type(e).__name__}: {e}); {hint}") from None
     if not isinstance(data, dict):
         raise OutputError(f"{path}: damaged {what} (not a JSON object); use --overwrite to "
                           "replace the dataset, or another --out")

@@ -20,12 +20,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import ConfigError, OutputError
+from lpie_data.jsonfile import read_json
 from lpie_model.recipe import Recipe, recipe_from_dict
 
 RECIPE_FILE = "recipe.json"
@@ -57,13 +57,7 @@ def resolve_paths(recipe: Recipe) -> Recipe:
 
 def read_run_json(path: str) -> Any:
     """A run's JSON file; OutputError naming it when it is damaged (DataError when missing)."""
-    with storage.open_file(path, "rb") as f:
-        data = f.read()
-    try:
-        return json.loads(data)
-    except ValueError as e:
-        raise OutputError(f"{path}: damaged JSON ({type(e).__name__}: {e}); restore it, or "
-                          "train into a new --out") from None
+    return read_json(path, hint="restore it, or train into a new --out")
 
 
 def read_summary(run_dir: str) -> dict[str, Any] | None:
