@@ -30,6 +30,12 @@ thread counts from interleaved rounds, peak-memory ratios from one inference per
 `compare` exports plain fp32, export fp32 and export int8 (calibrated on 8 crops through the
 crop-sized twin) per fixed size, plus one dynamic-size fp32 export (memory only, resized to each
 size), and prints ratios against the plain fp32 build.
+
+int8 benches (bench/tflite_int8.py): `elu` times the int8 export (ELU in int8) against the same
+file with the quantizer's float ELU islands, and `oneconv` one 3x3 conv in fp32 and int8:
+
+    python bench/tflite_latency.py elu build/elu --sizes 256x256,800x800 --threads 2
+    python bench/tflite_latency.py oneconv --threads 2
 """
 
 from __future__ import annotations
@@ -319,6 +325,22 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-make", action="store_true", help="reuse the files already in FOLDER")
     p.add_argument("--json", type=Path, default=None)
+    p = sub.add_parser("elu", help="int8 with ELU in int8 vs float ELU islands (A/B)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--sizes", default="256x256,800x800")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--no-make", action="store_true", help="reuse the files already in FOLDER")
+    p.add_argument("--json", type=Path, default=None)
+    p = sub.add_parser("oneconv", help="one 3x3 conv, fp32 vs int8 (A/B)")
+    p.add_argument("--folder", type=Path, default=Path("build/oneconv"))
+    p.add_argument("--size", default="800x800")
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--json", type=Path, default=None)
     p = sub.add_parser("table", help="Markdown table of JSON results")
     p.add_argument("json", type=Path, nargs="+")
     args = parser.parse_args()
@@ -331,6 +353,24 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(compare_table(result))
+    elif args.cmd in ("elu", "oneconv"):
+        import tflite_int8 as i8
+
+        if args.cmd == "elu":
+            sizes = _sizes(args.sizes)
+            if not args.no_make:
+                i8.make_elu(args.folder, sizes)
+            result = i8.elu(args.folder, sizes, args.threads, args.rounds, args.runs)
+            text = i8.elu_table(result)
+        else:
+            size = _sizes(args.size)[0]
+            result = i8.oneconv(
+                args.folder, size, args.channels, args.threads, args.rounds, args.runs
+            )
+            text = i8.oneconv_table(result)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(text)
     elif args.cmd == "make":
         make(args.folder, _sizes(args.sizes), args.variants.split(","))
     elif args.cmd == "time":

@@ -1,0 +1,110 @@
+"""int8 ELU: the quantizer's DEQUANTIZE -> ELU -> QUANTIZE islands rewritten to one int8 ELU."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lpie_model import convert as cv
+from lpie_model import int8_rewrite as rw
+from lpie_model import tflite_model as tm
+
+SIZE = (16, 16)
+
+
+@pytest.fixture(scope="module")
+def two_layer():
+    """Conv 3->8, ELU, conv 8->8, ELU, conv 8->3: two ELU islands after quantization."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((*SIZE, 3), batch_size=1)
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = keras.layers.ELU()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="elu")(x)
+    model = keras.Model(inp, keras.layers.Conv2D(3, 3, padding="same")(x))
+    rng = np.random.default_rng(0)
+    images = [rng.random((*SIZE, 3), dtype=np.float32) for _ in range(8)]
+    floating = cv.convert_keras(
+        model, precision="int8", size=SIZE, calibration=images, elu_int8=False
+    )
+    return model, floating, images
+
+
+def _interpreter(content: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=content, num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _ops(it) -> Counter:
+    return Counter(d["op_name"] for d in it._get_ops_details() if d["op_name"] != "DELEGATE")
+
+
+def _run(content: bytes, x: np.ndarray) -> np.ndarray:
+    it = _interpreter(content)
+    run = it.get_signature_runner()
+    (out,) = run(**{next(iter(run.get_input_details())): x[None]}).values()
+    return out[0]
+
+
+def test_the_quantizer_leaves_elu_in_float(two_layer):
+    _, floating, _ = two_layer
+    assert rw.float_islands(floating) == 2
+    ops = _ops(_interpreter(floating))
+    assert ops["ELU"] == 2 and ops["DEQUANTIZE"] == 3 and ops["QUANTIZE"] == 3
+
+
+def test_rewrite_makes_every_elu_int8_and_keeps_outputs(two_layer):
+    model, floating, images = two_layer
+    content = rw.int8_elu(floating)
+    assert rw.float_islands(content) == 0
+    it = _interpreter(content)
+    ops = _ops(it)
+    # Only the model's own float input and output are converted.
+    assert ops["ELU"] == 2 and ops["DEQUANTIZE"] == 1 and ops["QUANTIZE"] == 1
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    for op in it._get_ops_details():
+        if op["op_name"] == "ELU":
+            assert tensors[op["inputs"][0]]["dtype"] == np.int8
+            assert tensors[op["outputs"][0]]["dtype"] == np.int8
+    last = [op for op in it._get_ops_details() if op["op_name"] == "DEQUANTIZE"][-1]
+    scale = tensors[last["inputs"][0]]["quantization"][0]
+    assert scale > 0
+    x = np.random.default_rng(1).random((*SIZE, 3), dtype=np.float32)  # held out
+    want = model(x[None]).numpy()[0]
+    before, after = _run(floating, x), _run(content, x)
+    # The int8 ELU's table is the island's computation entry for entry: at most one step of the
+    # output's scale apart, however the float rounding falls.
+    assert np.abs(after - before).max() <= 2 * scale
+    psnr = lambda a, b: 10 * np.log10(np.ptp(want) ** 2 / np.mean((a - b) ** 2))  # noqa: E731
+    assert psnr(after, want) >= 30
+    assert abs(psnr(after, want) - psnr(before, want)) < 0.5
+
+
+def test_rewrite_keeps_metadata_and_signature(two_layer):
+    _, floating, _ = two_layer
+    tagged = tm.add_metadata(floating, {"value_space": "srgb"})
+    content = rw.int8_elu(tagged)
+    assert tm.read_metadata(content) == {"value_space": "srgb"}
+    it = _interpreter(content)
+    assert list(it.get_signature_list()) == list(_interpreter(floating).get_signature_list())
+    assert it.get_input_details()[0]["shape"].tolist() == [1, *SIZE, 3]
+    assert len(content) < len(tagged)
+
+
+def test_models_without_islands_come_back_unchanged(two_layer):
+    model, _, images = two_layer
+    fp32 = cv.convert_keras(model, size=SIZE)
+    assert rw.float_islands(fp32) == 0
+    assert rw.int8_elu(fp32) == fp32
+    # the export path rewrites by default
+    int8 = cv.convert_keras(model, precision="int8", size=SIZE, calibration=images)
+    assert rw.float_islands(int8) == 0 and "DEQUANTIZE" in tm.op_names(int8)
+
+
+def test_unreadable_bytes_raise_export_error():
+    with pytest.raises(tm.ExportError, match="not a readable"):
+        rw.int8_elu(b"not a flatbuffer at all")
