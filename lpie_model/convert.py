@@ -8,8 +8,9 @@ exports a fixed-shape model, which XNNPACK runs faster. Precisions:
     - fp16: float16 weights (dequantized on load by CPU runtimes; GPU delegates run them in fp16);
     - int8: full-integer weights and activations, calibrated on representative images;
       `io="uint8"` also makes the model's input and output uint8. The quantizer leaves ELU in
-      float (DEQUANTIZE -> ELU -> QUANTIZE); `lpie_model.int8_rewrite.int8_elu` then makes each
-      such ELU one int8 ELU (same outputs, no float tensors inside the graph).
+      float (DEQUANTIZE -> ELU -> QUANTIZE) and the output clip as an int8 MINIMUM that XNNPACK
+      does not run; `lpie_model.int8_rewrite.rewrite_int8` makes each such ELU one int8 ELU and
+      drops the MINIMUM where it is an identity (same outputs).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from lpie_data.errors import ConfigError
 from lpie_model.config import ModelConfig
-from lpie_model.int8_rewrite import int8_elu
+from lpie_model.int8_rewrite import rewrite_int8
 from lpie_model.samples import fit_to_size
 from lpie_model.tflite_model import ExportError, check_builtin_ops
 
@@ -66,7 +67,7 @@ def convert(
     calibration: Iterable[np.ndarray] | None = None,
     optimize: bool = True,
     progress: Progress | None = None,
-    elu_int8: bool = True,
+    simplify_int8: bool = True,
 ) -> bytes:
     """Converts a Keras LPIENet to a .tflite flatbuffer with builtin ops only.
 
@@ -88,8 +89,8 @@ def convert(
             conv in concat form (int8 keeps the split form, whose mean and max inputs then get
             their own quantization scales).
         progress: called as `progress("calibrate", done, total)` while int8 calibrates.
-        elu_int8: for int8, run ELU in int8 (`int8_rewrite.int8_elu`); False keeps the
-            quantizer's float ELU islands (for A/B comparisons).
+        simplify_int8: for int8, run ELU in int8 and drop identity clips
+            (`int8_rewrite.rewrite_int8`); False keeps the quantizer's graph (A/B comparisons).
 
     Raises:
         ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
@@ -111,7 +112,7 @@ def convert(
                 io=io,
                 s2d_gate=s2d,
                 progress=progress,
-                elu_int8=elu_int8,
+                simplify_int8=simplify_int8,
             )
         calibration = [fit_to_size(x, size) for x in images]
     export_model = rebuild_for_shape(
@@ -124,7 +125,7 @@ def convert(
         io=io,
         calibration=calibration,
         progress=progress,
-        elu_int8=elu_int8,
+        simplify_int8=simplify_int8,
     )
 
 
@@ -168,7 +169,7 @@ def convert_int8_on_crops(
     io: str = "float",
     s2d_gate: bool = True,
     progress: Progress | None = None,
-    elu_int8: bool = True,
+    simplify_int8: bool = True,
 ) -> bytes:
     """A fixed `size` int8 export calibrated on a `twin`-sized copy of the network.
 
@@ -206,7 +207,7 @@ def convert_int8_on_crops(
     )
     float_content = convert_keras(full, precision="fp32", size=size)
     return quantize_with_ranges(
-        transfer_ranges(calibrated, float_content), io=io, elu_int8=elu_int8
+        transfer_ranges(calibrated, float_content), io=io, simplify_int8=simplify_int8
     )
 
 
@@ -247,11 +248,13 @@ def transfer_ranges(calibrated: bytes, target: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(dst))
 
 
-def quantize_with_ranges(calibrated: bytes, *, io: str = "float", elu_int8: bool = True) -> bytes:
+def quantize_with_ranges(
+    calibrated: bytes, *, io: str = "float", simplify_int8: bool = True
+) -> bytes:
     """Full-integer quantization of a float model carrying calibration ranges (builtin ops).
 
     The same call TFLiteConverter makes after calibrating (per-channel weights, int8
-    activations); `io="uint8"` gives uint8 input and output; `elu_int8` as in `convert`.
+    activations); `io="uint8"` gives uint8 input and output; `simplify_int8` as in `convert`.
     """
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
@@ -261,8 +264,8 @@ def quantize_with_ranges(calibrated: bytes, *, io: str = "float", elu_int8: bool
         content = bytes(mlir_quantize(calibrated, input_data_type=dtype, output_data_type=dtype))
     except Exception as e:  # ConverterError and friends
         raise ExportError(_converter_message(e)) from None
-    if elu_int8:
-        content = int8_elu(content)
+    if simplify_int8:
+        content = rewrite_int8(content)
     check_builtin_ops(content)
     return content
 
@@ -289,14 +292,14 @@ def convert_keras(
     calibration: Iterable[np.ndarray] | None = None,
     progress: Progress | None = None,
     calibrate_only: bool = False,
-    elu_int8: bool = True,
+    simplify_int8: bool = True,
 ) -> bytes:
     """Converts a Keras model as it is (already built for `size`, if given); see `convert`.
 
     With `size`, int8 calibration images must be exactly that size (TFLiteConverter runs the
     float model on each). `calibrate_only` (int8) returns the float model with each tensor's
     calibrated min / max instead of the quantized model (see `convert_int8_on_crops`);
-    `elu_int8` as in `convert`.
+    `simplify_int8` as in `convert`.
     """
     import tensorflow as tf
 
@@ -337,8 +340,8 @@ def convert_keras(
         except Exception as e:  # ConverterError and friends
             raise ExportError(_converter_message(e)) from None
     content = bytes(content)
-    if precision == "int8" and elu_int8 and not calibrate_only:
-        content = int8_elu(content)
+    if precision == "int8" and simplify_int8 and not calibrate_only:
+        content = rewrite_int8(content)
     check_builtin_ops(content)
     return content
 

@@ -1,4 +1,7 @@
-"""Rewrites of a quantized .tflite flatbuffer: the float islands TF's quantizer leaves, made int8.
+"""Rewrites of a quantized .tflite flatbuffer: what TF's quantizer leaves slow, made int8.
+
+`rewrite_int8` (every int8 export) applies `int8_elu`, `identity_minimum` and
+`relu_as_requantize`.
 
 TF 2.21's post-training quantizer never quantizes ELU: a full-integer export holds, for every
 ELU, the island
@@ -26,6 +29,16 @@ from lpie_model.tflite_model import ExportError
 ELU_INT8_VERSION = 1
 
 
+def rewrite_int8(content: bytes) -> bytes:
+    """Both rewrites of this module (`int8_elu`, then `identity_minimum`) in one pass over the
+    flatbuffer; what every int8 export gets. A model with nothing to rewrite comes back as is.
+
+    Raises:
+        ExportError: `content` is not a readable .tflite flatbuffer.
+    """
+    return _rewrite(content, (_fuse_elu, _drop_identity_minimum, _relu_as_requantize))
+
+
 def int8_elu(content: bytes) -> bytes:
     """`content` with every DEQUANTIZE -> ELU -> QUANTIZE island replaced by one int8 ELU.
 
@@ -37,37 +50,164 @@ def int8_elu(content: bytes) -> bytes:
     Raises:
         ExportError: `content` is not a readable .tflite flatbuffer.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
+    return _rewrite(content, (_fuse_elu,))
+
+
+def identity_minimum(content: bytes) -> bytes:
+    """`content` without int8 MINIMUM ops that cannot change their input.
+
+    LPIENet's output clip `min(x, 1 - 1e-5)` quantizes to MINIMUM(x, c) with c in x's own
+    scale; when c is 127 (the int8 maximum: the calibrated range of x ends below the clip),
+    the op is an identity, but it stays in the graph, runs outside XNNPACK (no int8 MINIMUM
+    there) on TFLite's reference kernel and splits the delegated graph. Such an op is removed
+    (its consumers read its input) when input, constant and output share one per-tensor
+    quantization and its output is no model output. Outputs are unchanged, bit for bit.
+    """
+    return _rewrite(content, (_drop_identity_minimum,))
+
+
+def relu_as_requantize(content: bytes) -> bytes:
+    """`content` with each int8 RELU whose output zero point is -128 made an int8 QUANTIZE.
+
+    Such a RELU clamps at its output's zero point, i.e. at -128, which requantizing saturates
+    to anyway: it is a requantization from its input's scale to its output's. XNNPACK runs
+    an int8 -> int8 QUANTIZE but no int8 RELU that changes scale (it ran on TFLite's own
+    kernel, outside the delegated graph). Outputs may differ by one step of the output scale
+    where the two kernels round differently.
+    """
+    return _rewrite(content, (_relu_as_requantize,))
+
+
+def _rewrite(content: bytes, passes: tuple[Any, ...]) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     except Exception as e:  # flatbuffers raises from deep inside on foreign bytes
         raise ExportError(f"not a readable .tflite model ({e})") from None
-    ops = schema.BuiltinOperator
-    codes = [_code(c) for c in model.operatorCodes]
-    rewritten = 0
-    elu_int8_index: int | None = None
-    for g, sub in enumerate(model.subgraphs):
-        islands = _islands(model, g, codes, ops)
-        if not islands:
-            continue
-        if elu_int8_index is None:
-            elu_int8_index = _elu_int8_opcode(model, codes, ops, schema)
-        drop_ops = set()
-        for deq, elu, quant in islands:
-            first, mid, last = sub.operators[deq], sub.operators[elu], sub.operators[quant]
-            mid.inputs = [first.inputs[0]]
-            mid.outputs = [last.outputs[0]]
-            mid.opcodeIndex = elu_int8_index
-            drop_ops.update((deq, quant))
-        sub.operators = [op for i, op in enumerate(sub.operators) if i not in drop_ops]
-        _drop_dead_tensors(model, g)
-        rewritten += len(islands)
-    if rewritten == 0:
+    changed = 0
+    for rewrite in passes:
+        for g in range(len(model.subgraphs)):
+            n = rewrite(model, g)
+            if n:
+                _drop_dead_tensors(model, g)
+                changed += n
+    if changed == 0:
         return bytes(content)
     _drop_unused_opcodes(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _fuse_elu(model: Any, g: int) -> int:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    ops = schema.BuiltinOperator
+    codes = [_code(c) for c in model.operatorCodes]
+    sub = model.subgraphs[g]
+    islands = _islands(model, g, codes, ops)
+    if not islands:
+        return 0
+    elu_int8_index = _elu_int8_opcode(model, codes, ops, schema)
+    drop_ops = set()
+    for deq, elu, quant in islands:
+        first, mid, last = sub.operators[deq], sub.operators[elu], sub.operators[quant]
+        mid.inputs = [first.inputs[0]]
+        mid.outputs = [last.outputs[0]]
+        mid.opcodeIndex = elu_int8_index
+        drop_ops.update((deq, quant))
+    sub.operators = [op for i, op in enumerate(sub.operators) if i not in drop_ops]
+    return len(islands)
+
+
+def _drop_identity_minimum(model: Any, g: int) -> int:
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    sub = model.subgraphs[g]
+    exposed = {int(t) for t in sub.outputs} | _signature_tensors(model, g)
+    produced = {int(t) for op in sub.operators for t in op.outputs}
+    replace: dict[int, int] = {}
+    drop = set()
+    for i, op in enumerate(sub.operators):
+        code = _code(model.operatorCodes[op.opcodeIndex])
+        if code != schema.BuiltinOperator.MINIMUM or len(op.inputs) != 2:
+            continue
+        out = int(op.outputs[0])
+        a, b = (int(t) for t in op.inputs)
+        x, c = (a, b) if b not in produced else (b, a)
+        if c in produced or out in exposed or x == c:
+            continue
+        tensors = [sub.tensors[t] for t in (x, c, out)]
+        if not all(_per_tensor_int8(t) for t in tensors):
+            continue
+        if (
+            len(
+                {
+                    (float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0]))
+                    for t in tensors
+                }
+            )
+            != 1
+        ):
+            continue
+        data = model.buffers[tensors[1].buffer].data
+        if data is None or len(data) == 0:
+            continue
+        if not np.all(np.asarray(data, dtype=np.uint8).view(np.int8) == 127):
+            continue
+        replace[out] = x
+        drop.add(i)
+    if not drop:
+        return 0
+    sub.operators = [op for i, op in enumerate(sub.operators) if i not in drop]
+    for op in sub.operators:
+        op.inputs = [_follow(replace, int(t)) for t in op.inputs]
+    return len(drop)
+
+
+def _relu_as_requantize(model: Any, g: int) -> int:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    ops = schema.BuiltinOperator
+    sub = model.subgraphs[g]
+    quantize = None
+    changed = 0
+    for op in sub.operators:
+        if _code(model.operatorCodes[op.opcodeIndex]) != ops.RELU or len(op.inputs) != 1:
+            continue
+        x, y = sub.tensors[int(op.inputs[0])], sub.tensors[int(op.outputs[0])]
+        if (
+            not (_per_tensor_int8(x) and _per_tensor_int8(y))
+            or int(y.quantization.zeroPoint[0]) != -128
+        ):
+            continue
+        if quantize is None:
+            quantize = _opcode(model, ops.QUANTIZE, schema)
+        op.opcodeIndex = quantize
+        op.builtinOptionsType, op.builtinOptions = 0, None
+        changed += 1
+    return changed
+
+
+def _opcode(model: Any, code: int, schema: Any) -> int:
+    """Index of an operator code for builtin `code` (the highest version present, else 1)."""
+    found = [i for i, c in enumerate(model.operatorCodes) if _code(c) == code]
+    if found:
+        return max(found, key=lambda i: model.operatorCodes[i].version)
+    opcode = schema.OperatorCodeT()
+    opcode.builtinCode = code
+    opcode.deprecatedBuiltinCode = min(
+        code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+    )
+    opcode.version = 1
+    model.operatorCodes.append(opcode)
+    return len(model.operatorCodes) - 1
+
+
+def _follow(replace: dict[int, int], t: int) -> int:
+    while t in replace:
+        t = replace[t]
+    return t
 
 
 def float_islands(content: bytes) -> int:

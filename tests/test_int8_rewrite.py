@@ -26,7 +26,7 @@ def two_layer():
     rng = np.random.default_rng(0)
     images = [rng.random((*SIZE, 3), dtype=np.float32) for _ in range(8)]
     floating = cv.convert_keras(
-        model, precision="int8", size=SIZE, calibration=images, elu_int8=False
+        model, precision="int8", size=SIZE, calibration=images, simplify_int8=False
     )
     return model, floating, images
 
