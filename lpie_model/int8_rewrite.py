@@ -56,11 +56,12 @@ def int8_elu(content: bytes) -> bytes:
 def identity_minimum(content: bytes) -> bytes:
     """`content` without int8 MINIMUM ops that cannot change their input.
 
-    LPIENet's output clip `min(x, 1 - 1e-5)` quantizes to MINIMUM(x, c) with c in x's own
-    scale; when c is 127 (the int8 maximum: the calibrated range of x ends below the clip),
-    the op is an identity, but it stays in the graph, runs outside XNNPACK (no int8 MINIMUM
-    there) on TFLite's reference kernel and splits the delegated graph. Such an op is removed
-    (its consumers read its input) when input, constant and output share one per-tensor
+    LPIENet's output clip `relu(min(x, 1 - 1e-5))` quantizes to MINIMUM(x, c) whose input,
+    constant and output share the clip's own scale: c is 127, the producer of x saturates at
+    the clip already, and the op is an identity. It stays in the graph nonetheless, runs
+    outside XNNPACK (which takes no int8 MINIMUM) on TFLite's single-threaded reference kernel
+    and splits the delegated graph. Such an op (constant all 127, one per-tensor
+    quantization for input, constant and output) is removed, its consumers reading its input,
     quantization and its output is no model output. Outputs are unchanged, bit for bit.
     """
     return _rewrite(content, (_drop_identity_minimum,))

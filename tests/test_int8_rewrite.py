@@ -108,3 +108,62 @@ def test_models_without_islands_come_back_unchanged(two_layer):
 def test_unreadable_bytes_raise_export_error():
     with pytest.raises(tm.ExportError, match="not a readable"):
         rw.int8_elu(b"not a flatbuffer at all")
+
+
+def _clipped(gain: float, images):
+    """conv 3->3, times `gain`, then the output clip min(x, 1 - 1e-5), relu (as LPIENet's)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((*SIZE, 3), batch_size=1)
+    x = keras.layers.Rescaling(gain)(keras.layers.Conv2D(3, 3, padding="same")(inp))
+    out = keras.layers.ReLU()(keras.ops.minimum(x, 1.0 - 1e-5))
+    model = keras.Model(inp, out)
+    raw = cv.convert_keras(
+        model, precision="int8", size=SIZE, calibration=images, simplify_int8=False
+    )
+    return model, raw
+
+
+def test_identity_clip_is_dropped_and_the_graph_is_one_xnnpack_partition(two_layer):
+    _, _, images = two_layer
+    model, raw = _clipped(0.1, images)  # calibrated range far below the clip: an identity
+    before = _ops(_interpreter(raw))
+    assert before["MINIMUM"] == 1 and before["RELU"] == 1
+    content = rw.rewrite_int8(raw)
+    it = _interpreter(content)
+    ops = _ops(it)
+    assert "MINIMUM" not in ops and "RELU" not in ops
+    partitions = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
+    assert len(partitions) == 1
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    last = [op for op in it._get_ops_details() if op["op_name"] == "DEQUANTIZE"][-1]
+    scale = tensors[last["inputs"][0]]["quantization"][0]
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        x = rng.random((*SIZE, 3), dtype=np.float32)
+        a, b = _run(raw, x), _run(content, x)
+        assert np.abs(a - b).max() <= scale * 1.01  # one step where the kernels round apart
+        assert b.min() >= 0
+
+
+def test_a_minimum_that_clips_is_kept(two_layer):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    _, _, images = two_layer
+    _, raw = _clipped(10.0, images)
+    # The quantizer gives MINIMUM's input, constant and output the clip's own range, so its
+    # constant is 127 (an identity); one of 100 would clip: such a MINIMUM must stay.
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(raw))
+    sub = model.subgraphs[0]
+    (const,) = [
+        sub.tensors[t]
+        for op in sub.operators
+        for t in op.inputs
+        if len(sub.tensors[t].shape) == 0 and model.buffers[sub.tensors[t].buffer].data is not None
+    ]
+    assert list(model.buffers[const.buffer].data) == [127]
+    model.buffers[const.buffer].data = np.array([100], dtype=np.uint8)
+    clipping = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    assert rw.identity_minimum(clipping) == clipping
+    assert "MINIMUM" not in tm.op_names(rw.identity_minimum(raw))
