@@ -4,6 +4,8 @@
     python bench/tflite_latency.py elu build/elu --sizes 256x256,800x800 --threads 2
     # one 3x3 conv 32->32 at 800x800, fp32 against int8: what this CPU's int8 kernels give
     python bench/tflite_latency.py oneconv --threads 2
+    # what an ELU and the output clip cost in int8, before and after the rewrites
+    python bench/tflite_latency.py parts --threads 1,2
 
 Both time their models in interleaved rounds (every model in every round, each warmed up
 first, interpreters kept for all rounds) and report wall-clock and process CPU time per
@@ -229,3 +231,84 @@ def oneconv_table(r: dict) -> str:
             f"int8 / fp32: {r['wall_ratio']:.2f}x wall, {r['cpu_ratio']:.2f}x CPU",
         ]
     )
+
+
+PARTS = {
+    "convs16": (16, None),
+    "elu": (16, "elu"),
+    "convs3": (3, None),
+    "clip": (3, "clip"),
+}
+
+
+def make_parts(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
+    """Two 1x1 convs with nothing, an ELU or LPIENet's output clip between them, int8 with
+    int8 I/O, each as the quantizer leaves it and (ELU, clip) after `rewrite_int8`."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from lpie_model.int8_rewrite import rewrite_int8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, (ch, between) in PARTS.items():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((*size, ch), batch_size=1)
+        x = keras.layers.Conv2D(ch, 1)(inp)
+        if between == "elu":
+            x = keras.layers.ELU()(x)
+        elif between == "clip":
+            x = keras.layers.ReLU()(keras.ops.minimum(x, 1.0 - 1e-5))
+        model = keras.Model(inp, keras.layers.Conv2D(ch, 1)(x))
+        rng = np.random.default_rng(0)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda rng=rng, ch=ch: (
+            [rng.standard_normal((1, *size, ch)).astype(np.float32)] for _ in range(2)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        content = bytes(converter.convert())
+        out[name] = folder / f"{name}.tflite"
+        out[name].write_bytes(content)
+        if between is not None:
+            out[f"{name}-rewritten"] = folder / f"{name}-rewritten.tflite"
+            out[f"{name}-rewritten"].write_bytes(rewrite_int8(content))
+    return out
+
+
+def parts(folder: Path, size: tuple[int, int], threads: list[int], rounds: int, runs: int) -> dict:
+    """CPU and wall time of each part model (`make_parts`) per thread count, interleaved."""
+    paths = make_parts(folder, size)
+    return {
+        "size": list(size),
+        "rounds": rounds,
+        "runs": runs,
+        "graph": {n: graph_facts(p) for n, p in paths.items()},
+        "time": {str(t): ab_time(paths, t, rounds, runs) for t in threads},
+    }
+
+
+def parts_table(result: dict) -> str:
+    h, w = result["size"]
+    threads = list(result["time"])
+    lines = [
+        f"two 1x1 int8 convs at {h}x{w} with a part between, {result['rounds']} interleaved "
+        f"rounds x {result['runs']} runs; ms per inference, CPU / wall",
+        "",
+        "| model | ops | XNNPACK partitions | "
+        + " | ".join(f"{t} thread(s)" for t in threads)
+        + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in threads) + " |",
+    ]
+    for name, g in result["graph"].items():
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(g["ops"].items()))
+        cells = [
+            f"{result['time'][t][name]['cpu_s'] * 1e3:.2f} / "
+            f"{result['time'][t][name]['wall_s'] * 1e3:.2f}"
+            for t in threads
+        ]
+        lines.append(f"| {name} | {ops} | {g['xnnpack_partitions']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

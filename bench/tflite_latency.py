@@ -36,6 +36,7 @@ file with the quantizer's float ELU islands, and `oneconv` one 3x3 conv in fp32 
 
     python bench/tflite_latency.py elu build/elu --sizes 256x256,800x800 --threads 2
     python bench/tflite_latency.py oneconv --threads 2
+    python bench/tflite_latency.py parts --threads 1,2     # an ELU's and the clip's int8 cost
 """
 
 from __future__ import annotations
@@ -341,6 +342,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", type=Path, default=None)
+    p = sub.add_parser("parts", help="int8 cost of an ELU and of the output clip (A/B)")
+    p.add_argument("--folder", type=Path, default=Path("build/parts"))
+    p.add_argument("--size", default="800x800")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--json", type=Path, default=None)
     p = sub.add_parser("table", help="Markdown table of JSON results")
     p.add_argument("json", type=Path, nargs="+")
     args = parser.parse_args()
@@ -353,7 +361,7 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(compare_table(result))
-    elif args.cmd in ("elu", "oneconv"):
+    elif args.cmd in ("elu", "oneconv", "parts"):
         import tflite_int8 as i8
 
         if args.cmd == "elu":
@@ -362,6 +370,10 @@ def main() -> None:
                 i8.make_elu(args.folder, sizes)
             result = i8.elu(args.folder, sizes, args.threads, args.rounds, args.runs)
             text = i8.elu_table(result)
+        elif args.cmd == "parts":
+            threads = [int(t) for t in args.threads.split(",")]
+            result = i8.parts(args.folder, _sizes(args.size)[0], threads, args.rounds, args.runs)
+            text = i8.parts_table(result)
         else:
             size = _sizes(args.size)[0]
             result = i8.oneconv(
