@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from lpie_data.fingerprint import (
 from lpie_data.items import Produce, WorkItem
 from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
+from lpie_data.overlap import run_overlapped
 from lpie_data.records import Example, example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
@@ -359,70 +358,7 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
     from lpie_data.backends import run_items
 
     if backend != "dask" and (jobs == 1 or len(todo) == 1):
-        yield from _pipelined(produce, todo, work)
+        yield from run_overlapped(produce, _write_part, todo, work)
         return
     yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
                          scheduler=scheduler)
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_END = object()
-
-
-def _pipelined(produce: Produce, todo: list[tuple[int, WorkItem]], work: str
-               ) -> Iterator[int]:
-    """The items of ``todo`` in order, in this process: a producer thread runs ``produce``
-    (decoding, synthesis) while this thread writes the examples it has handed over, through a
-    queue of one example (at most about three examples in memory). Numpy, the codecs and file
-    writes release the GIL, so the two overlap on two cores. Same bytes, same errors as
-    :func:`lpie_data.backends.run_item` gives; yields each index once its part is stored."""
-    from lpie_data.backends import run_item
-
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(entry: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def hand_over(produce: Produce, item: WorkItem, index: int, work: str) -> int:
-        for ex in produce(item):
-            if not put(ex):
-                break
-        return index
-
-    def producer() -> None:
-        try:
-            for index, item in todo:
-                run_item(hand_over, produce, item, index, work)
-                if not put(_END):
-                    return
-        except BaseException as e:  # handed to the writer, which raises it
-            put(_Failed(e))
-
-    def handed_over() -> Iterator[Example]:
-        while (entry := handoff.get()) is not _END:
-            if isinstance(entry, _Failed):
-                raise entry.error
-            yield entry
-
-    def write(produce: Produce, item: WorkItem, index: int, work: str) -> int:
-        return _write_part(handed_over(), item, index, work)
-
-    thread = threading.Thread(target=producer, name="lpie-produce", daemon=True)
-    thread.start()
-    try:
-        for index, item in todo:
-            yield run_item(write, produce, item, index, work)
-    finally:
-        stop.set()
-        thread.join()
