@@ -1,5 +1,6 @@
 """The data path's writer: images written without copies, parts hashed as written, --jobs 1
-producing on one thread and writing on another, shards joined while the job runs."""
+producing on one thread and writing on another, shards joined while the job runs; the UDC
+encoder's fused passes."""
 
 import hashlib
 import json
@@ -101,3 +102,19 @@ def test_joiner_follows_the_plan_one_part_at_a_time(tmp_path, sizes):
         assert got == want and shard["sha256"] == hashlib.sha256(want).hexdigest()
     assert sum(s["examples"] for s in entry["shards"]) == len(flat)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_udc_encoder_in_fewer_passes_gives_the_same_values():
+    from lpie_data.sources.udc import reinhard_uint16
+    from lpie_data.valuespace import encode, reinhard
+
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 500.0, 3e38):
+        x = (scale * rng.random((40, 50, 3), dtype=np.float32) ** 6).astype(np.float32)
+        x[0, :5, 0] = [0.0, -0.0, 1e-45, 3.4e38, 0.25]
+        whole = np.zeros((60, 90, 3), np.float32)
+        whole[10:50, 20:70] = x
+        for arr in (x, whole[10:50, 20:70]):  # contiguous, and a crop of a larger image
+            got = reinhard_uint16(arr)
+            assert got.dtype == np.uint16
+            np.testing.assert_array_equal(got, encode(reinhard(arr), "reinhard"))
