@@ -116,7 +116,6 @@ def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: s
     """Write ``examples`` (all of ``item``'s) as its part file + sidecar, atomically; returns
     ``index``. A part of ``HASH_IN_WORKER_BYTES`` or more is hashed as it is written."""
     base = _part_path(work, index)
-    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
     records = []
     dtypes: tuple[str | None, str | None] = (None, None)
     tmp = base + ".rec.tmp"
@@ -151,6 +150,7 @@ def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: s
     else:
         sha = file_sha256(tmp) if total >= HASH_IN_WORKER_BYTES else None
     storage.rename(tmp, base + ".rec")
+    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
     sidecar = {"item": item.key, "split": item.split, "input_dtype": dtypes[0],
                "target_dtype": dtypes[1], "records": records, "sha256": sha, "inputs": inputs}
     storage.write_atomic(base + ".json", json.dumps(sidecar).encode())
@@ -351,6 +351,17 @@ def _manifest(name: str, command: str, arguments: dict[str, Any], fingerprint: d
     return manifest
 
 
+def _digesting(produce: Produce) -> Produce:
+    """``produce``, then the digest of the item's inputs (:func:`inputs_digest`, kept per file
+    in the process): computed by the producing thread, it is ready when the writing thread,
+    done with the item's examples, asks for it (the writer has the more work per item)."""
+    def run(item: WorkItem) -> Iterator[Example]:
+        yield from produce(item)
+        inputs_digest(item)
+
+    return run
+
+
 def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
               backend: str, scheduler: str | None) -> Iterator[int]:
     """Run ``_do_item`` over ``todo`` on ``backend``; yield each item's index once its part
@@ -358,7 +369,7 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
     from lpie_data.backends import run_items
 
     if backend != "dask" and (jobs == 1 or len(todo) == 1):
-        yield from run_overlapped(produce, _write_part, todo, work)
+        yield from run_overlapped(_digesting(produce), _write_part, todo, work)
         return
     yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
                          scheduler=scheduler)
