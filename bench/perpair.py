@@ -146,3 +146,52 @@ def link_tree(src: Path, dst: Path, keep: Callable[[Path], bool]) -> None:
 
 def remover(path: Path) -> Callable[[], None]:
     return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def stage_profile(run: Callable[[], object], stages: Sequence[tuple[object, str]],
+                  pairs: int) -> dict:
+    """CPU and wall time per pair of each stage of an in-process ``run()``, by thread.
+
+    ``stages``: (object, attribute) of functions to time (module functions or methods). Each
+    call is timed with ``time.thread_time`` in the thread that makes it, so the work of
+    helper threads (decoding the second frame, producing the next item), which cProfile does
+    not see, is counted too. Run twice: the second run counts (imports and page cache warm;
+    ``run`` should clear in-process caches a fresh command would not have).
+    """
+    import threading
+    from collections import defaultdict
+
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    originals = []
+    for obj, attr in stages:
+        fn = getattr(obj, attr)
+        originals.append((obj, attr, fn))
+
+        def timed(*a: object, _fn: Callable = fn, _name: str = attr, **k: object) -> object:
+            w0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                t = totals[f"{_name} [{threading.current_thread().name.split('_')[0]}]"]
+                t[0] += time.perf_counter() - w0
+                t[1] += time.thread_time() - c0
+                t[2] += 1
+
+        setattr(obj, attr, timed)
+    try:
+        run()
+        totals.clear()
+        c0, w0 = time.process_time(), time.perf_counter()
+        run()
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    finally:
+        for obj, attr, fn in originals:
+            setattr(obj, attr, fn)
+    return {"pairs": pairs, "run_wall_ms_per_pair": round(wall / pairs * 1e3, 2),
+            "run_cpu_ms_per_pair": round(cpu / pairs * 1e3, 2),
+            "stages_cpu_ms_per_pair [thread]": {
+                k: round(v[1] / pairs * 1e3, 2) for k, v in
+                sorted(totals.items(), key=lambda kv: -kv[1][1])},
+            "stages_wall_ms_per_pair [thread]": {
+                k: round(v[0] / pairs * 1e3, 2) for k, v in
+                sorted(totals.items(), key=lambda kv: -kv[1][1])}}

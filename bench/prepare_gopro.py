@@ -11,8 +11,9 @@ links). Then, in the same run, interleaved, each as a fresh command (bench/perpa
 Per pair = (whole tree - half tree) / (pairs - half pairs): start-up excluded. Target (issue 13):
 --jobs 1 <= 0.80 x the floor; --jobs 2 reported as a speed-up over --jobs 1.
 
-    python bench/prepare_gopro.py --pairs 16 --repeat 5
+    python bench/prepare_gopro.py --pairs 32 --repeat 5
     python bench/prepare_gopro.py --quick       # a small tree: checks the script runs
+    python bench/prepare_gopro.py --profile     # CPU per pair of each stage of --jobs 1, by thread
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perpair import Command, floor_cmd, link_tree, lpie_data, measure, remover, report  # noqa: E402
+from perpair import (  # noqa: E402
+    Command,
+    floor_cmd,
+    link_tree,
+    lpie_data,
+    measure,
+    remover,
+    report,
+    stage_profile,
+)
 
 FIRST_FRAME = 47
 
@@ -50,21 +60,48 @@ def make_tree(base: Path, pairs: int, width: int, height: int) -> Path:
     return root
 
 
+def profile(root: Path, out: Path, pairs: int) -> dict:
+    """Where `prepare gopro --jobs 1` spends its time per pair, stage by stage and thread by
+    thread (the library call the command makes, in this process)."""
+    import lpie_data.fingerprint
+    import lpie_data.jobs
+    import lpie_data.joiner
+    import lpie_data.pngfile
+    from lpie_data import JobOptions, prepare_gopro
+
+    def run() -> None:
+        lpie_data.fingerprint._file_sha256.cache_clear()  # a fresh command hashes its inputs
+        shutil.rmtree(out, ignore_errors=True)
+        prepare_gopro(root, out, job=JobOptions(jobs=1))
+
+    return stage_profile(run, [
+        (lpie_data.pngfile, "read_bytes"), (lpie_data.pngfile, "decode_png"),
+        (lpie_data.jobs, "_write_part"), (lpie_data.jobs, "inputs_digest"),
+        (lpie_data.jobs, "frame_pieces"), (lpie_data.jobs, "_range"),
+        (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
+    ], pairs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temp dir).")
     ap.add_argument("--quick", action="store_true",
                     help="4 pairs of 320 x 180, 1 repetition: checks the script runs.")
+    ap.add_argument("--profile", action="store_true",
+                    help="Instead: CPU per pair of each stage of --jobs 1, by thread.")
     args = ap.parse_args()
     if args.quick:
         args.pairs, args.width, args.height, args.repeat = 4, 320, 180, 1
     base = Path(tempfile.mkdtemp(prefix="bench-gopro-", dir=args.dir))
     try:
         whole = make_tree(base / "whole", args.pairs, args.width, args.height)
+        if args.profile:
+            print(json.dumps(profile(whole, base / "out", args.pairs), indent=2))
+            return
         half_pairs = args.pairs // 2
         half = base / "half" / "GOPRO_Large"
         link_tree(whole, half, lambda p: int(p.stem) < FIRST_FRAME + half_pairs)

@@ -14,9 +14,10 @@ Its fingerprint covers the command, arguments, items and the content of every in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,10 @@ from lpie_data.fingerprint import (
     newer_inputs,
 )
 from lpie_data.items import Produce, WorkItem
+from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
-from lpie_data.records import example_pieces, frame_pieces
+from lpie_data.overlap import run_overlapped
+from lpie_data.records import Example, example_pieces, frame_pieces
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -41,7 +44,6 @@ from lpie_data.shards import (
     HASH_IN_WORKER_BYTES,
     Part,
     RecordInfo,
-    assemble_split,
     file_sha256,
     write_manifest,
 )
@@ -105,33 +107,54 @@ def _part_path(work: str, index: int) -> str:
 
 
 def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
-    """Worker side: run ``produce`` and write the item's part file + sidecar atomically."""
+    """Worker side: run ``produce`` and write the item's part file + sidecar atomically;
+    returns ``index``."""
+    return _write_part(produce(item), item, index, work)
+
+
+def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: str) -> int:
+    """Write ``examples`` (all of ``item``'s) as its part file + sidecar, atomically; returns
+    ``index``. A part of ``HASH_IN_WORKER_BYTES`` or more is hashed as it is written."""
     base = _part_path(work, index)
-    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
     records = []
     dtypes: tuple[str | None, str | None] = (None, None)
-    with storage.open_file(base + ".rec.tmp", "wb") as f:
-        for ex in produce(item):
+    tmp = base + ".rec.tmp"
+    remote = storage.is_remote(work)
+    digest: Any = None
+    total = 0
+    with storage.open_file(tmp, "wb") as f:
+        for ex in examples:
             pieces = frame_pieces(example_pieces(ex))
-            for piece in pieces:  # written piece by piece: the images are not copied again
-                f.write(piece)
+            for piece in pieces:  # written piece by piece: the images are not copied
+                f.write(bytes(piece) if remote and not isinstance(piece, bytes) else piece)
+                if digest is not None:
+                    digest.update(piece)
             size = sum(map(len, pieces))
             del pieces
+            total += size
+            if digest is None and total >= HASH_IN_WORKER_BYTES and not remote:
+                # A large part likely becomes a shard of its own (hard-linked, not copied):
+                # hash it here, in parallel with the other workers. The records so far are
+                # read back once (still in the page cache), the rest hashed as written.
+                f.flush()
+                with open(tmp, "rb") as written:
+                    digest = hashlib.file_digest(written, "sha256")
             records.append({"key": ex.key, "size": size, "input_range": _range(ex.input),
                             "target_range": _range(ex.target)})
             this = (ex.input.dtype.name, ex.target.dtype.name)
             if dtypes != (None, None) and this != dtypes:
                 raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and {this}")
             dtypes = this
-    # A large part likely becomes a shard of its own (hard-linked, not copied): hash it here,
-    # in parallel with the other workers, while it is still in the page cache.
-    total = sum(r["size"] for r in records)
-    sha = file_sha256(base + ".rec.tmp") if total >= HASH_IN_WORKER_BYTES else None
-    storage.rename(base + ".rec.tmp", base + ".rec")
+    if digest is not None:
+        sha = digest.hexdigest()
+    else:
+        sha = file_sha256(tmp) if total >= HASH_IN_WORKER_BYTES else None
+    storage.rename(tmp, base + ".rec")
+    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
     sidecar = {"item": item.key, "split": item.split, "input_dtype": dtypes[0],
                "target_dtype": dtypes[1], "records": records, "sha256": sha, "inputs": inputs}
     storage.write_atomic(base + ".json", json.dumps(sidecar).encode())
-    return len(records)
+    return index
 
 
 def _load_part(work: str, index: int, item: WorkItem,
@@ -261,22 +284,53 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
     done = len(parts)
     if progress:
         progress(done, len(items))
-    if todo:
-        for _ in _parallel(produce, todo, work, jobs, backend, scheduler):
+    # Each split's shards are joined while the items are made, from the parts in item order.
+    joiners: dict[str, SplitJoiner] = {}
+    joined = 0
+
+    def join_ready() -> None:
+        nonlocal joined
+        while joined < len(items) and joined in parts:
+            split = items[joined].split
+            if split not in joiners:
+                joiners[split] = SplitJoiner(out, name, split, shard_bytes)
+            joiners[split].add(parts[joined])
+            joined += 1
+
+    try:
+        join_ready()
+        for index in _parallel(produce, todo, work, jobs, backend, scheduler) if todo else ():
+            part = _load_part(work, index, items[index], digests=digests)
+            if part is None:
+                raise DataError(f"{items[index].key}: worker finished but left no part file")
+            parts[index] = part
+            join_ready()
             done += 1
             if progress:
                 progress(done, len(items))
-    for index, item in todo:
-        part = _load_part(work, index, item, digests=digests)
-        if part is None:
-            raise DataError(f"{item.key}: worker finished but left no part file")
-        parts[index] = part
+        if not any(p.records for p in parts.values()):
+            raise DataError("no examples were produced")
+        manifest = _manifest(name, command, arguments, fingerprint, extra_manifest,
+                             [digests[i] for i in range(len(items))])
+        for split in sorted(joiners):
+            if not any(p.records for p in joiners[split].parts):
+                continue
+            entry = joiners[split].finish()
+            manifest["splits"][split] = entry
+            summary.splits[split] = {"examples": entry["examples"], "bytes": entry["bytes"]}
+    except BaseException:
+        for joiner in joiners.values():
+            joiner.discard()
+        raise
+    write_manifest(out, manifest)
+    storage.rmtree(work)
+    summary.seconds = time.perf_counter() - t0
+    return summary
 
-    splits: dict[str, list[Part]] = {}
-    for index in range(len(items)):
-        splits.setdefault(items[index].split, []).append(parts[index])
-    if not any(p.records for ps in splits.values() for p in ps):
-        raise DataError("no examples were produced")
+
+def _manifest(name: str, command: str, arguments: dict[str, Any], fingerprint: dict[str, Any],
+              extra: dict[str, Any] | None, digests: list[str]) -> dict[str, Any]:
+    """The manifest of a finished job, without its splits (filled in by the caller)."""
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -285,32 +339,37 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         "command": command,
         "arguments": arguments,
         # The content of every input file: a source changed in place is noticed on a rerun.
-        "job": {**fingerprint,
-                "inputs_sha256": combined_digest([digests[i] for i in range(len(items))])},
+        "job": {**fingerprint, "inputs_sha256": combined_digest(digests)},
         "splits": {},
     }
-    if extra_manifest:
-        manifest.update(extra_manifest)
+    if extra:
+        manifest.update(extra)
     if "value_space" not in manifest:  # what the command implies (prepare sidd/gopro/udc, synth)
         space, _ = manifest_value_space(manifest)
         if space is not None:
             manifest["value_space"] = space
-    for split in sorted(splits):
-        if not any(p.records for p in splits[split]):
-            continue
-        entry = assemble_split(out, name, split, splits[split], shard_bytes)
-        manifest["splits"][split] = entry
-        summary.splits[split] = {"examples": entry["examples"], "bytes": entry["bytes"]}
-    write_manifest(out, manifest)
-    storage.rmtree(work)
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    return manifest
 
 
-def _parallel(produce: Callable, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
-              backend: str, scheduler: str | None) -> Iterable[int]:
-    """Run ``_do_item`` over ``todo`` on ``backend``; yield as each item's part is stored."""
+def _digesting(produce: Produce) -> Produce:
+    """``produce``, then the digest of the item's inputs (:func:`inputs_digest`, kept per file
+    in the process): computed by the producing thread, it is ready when the writing thread,
+    done with the item's examples, asks for it (the writer has the more work per item)."""
+    def run(item: WorkItem) -> Iterator[Example]:
+        yield from produce(item)
+        inputs_digest(item)
+
+    return run
+
+
+def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
+              backend: str, scheduler: str | None) -> Iterator[int]:
+    """Run ``_do_item`` over ``todo`` on ``backend``; yield each item's index once its part
+    is stored. In this process (``jobs=1`` or one item), writing overlaps producing."""
     from lpie_data.backends import run_items
 
+    if backend != "dask" and (jobs == 1 or len(todo) == 1):
+        yield from run_overlapped(_digesting(produce), _write_part, todo, work)
+        return
     yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
                          scheduler=scheduler)

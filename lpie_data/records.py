@@ -27,6 +27,9 @@ import numpy as np
 
 from lpie_data.errors import DataError
 
+#: A piece of a serialised record: ``bytes``, or a flat uint8 array (an image, not copied).
+Buffer = bytes | np.ndarray
+
 DTYPES = ("uint8", "uint16", "float16", "float32")
 SCALES = {"uint8": 1.0 / 255.0, "uint16": 1.0 / 65535.0, "float16": 1.0, "float32": 1.0}
 
@@ -71,13 +74,13 @@ def _len_field(num: int, payload: bytes) -> bytes:
     return _varint((num << 3) | 2) + _varint(len(payload)) + payload
 
 
-def _wrap(num: int, pieces: list[bytes]) -> list[bytes]:
+def _wrap(num: int, pieces: list[Buffer]) -> list[Buffer]:
     """A length-delimited field around ``pieces`` without concatenating them: the images
     (megabytes each) are never copied again once they are bytes."""
     return [_varint((num << 3) | 2) + _varint(sum(map(len, pieces))), *pieces]
 
 
-def _bytes_feature(value: bytes) -> list[bytes]:
+def _bytes_feature(value: Buffer) -> list[Buffer]:
     return _wrap(1, _wrap(1, [value]))  # Feature.bytes_list{value}
 
 
@@ -108,12 +111,25 @@ def image_bytes(arr: np.ndarray) -> bytes:
     return arr.tobytes()
 
 
-def example_pieces(ex: Example) -> list[bytes]:
+def image_buffer(arr: np.ndarray) -> Buffer:
+    """The C-order bytes of ``arr`` without copying where it is C-contiguous: a flat uint8
+    view of the array (or the ``bytes`` object under it); a copy (:func:`image_bytes`) of a
+    strided view. The caller must not change ``arr`` while the buffer is in use."""
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, bytes) or not arr.flags.c_contiguous:
+        return image_bytes(arr)
+    return arr.reshape(-1).view(np.uint8)
+
+
+def example_pieces(ex: Example) -> list[Buffer]:
     """Serialise ``ex`` as a tf.train.Example, as a few pieces whose concatenation is the
     record (deterministic bytes: features in sorted name order, JSON meta with sorted keys).
 
-    Each image is copied at most once (:func:`image_bytes`); the pieces are written one after
-    the other, never joined.
+    The pieces are ``bytes`` or flat uint8 arrays (the images themselves where they are
+    C-contiguous, :func:`image_buffer`: not copied); they are written one after the other,
+    never joined. ``ex``'s arrays must stay unchanged until the pieces are written.
     """
     inp = _check_image(ex, "input")
     tgt = _check_image(ex, "target")
@@ -123,24 +139,24 @@ def example_pieces(ex: Example) -> list[bytes]:
     meta = json.dumps(ex.meta, sort_keys=True, separators=(",", ":")).encode()
     features = {
         "height": _int64_feature(h),
-        "input": _bytes_feature(image_bytes(inp)),
+        "input": _bytes_feature(image_buffer(inp)),
         "input_dtype": _bytes_feature(inp.dtype.name.encode()),
         "key": _bytes_feature(ex.key.encode()),
         "meta": _bytes_feature(meta),
-        "target": _bytes_feature(image_bytes(tgt)),
+        "target": _bytes_feature(image_buffer(tgt)),
         "target_dtype": _bytes_feature(tgt.dtype.name.encode()),
         "width": _int64_feature(w),
     }
-    entries: list[bytes] = []
+    entries: list[Buffer] = []
     for name, feat in sorted(features.items()):
         entries += _wrap(1, [_len_field(1, name.encode()), *_wrap(2, feat)])
     return _merge_small(_wrap(1, entries))
 
 
-def _merge_small(pieces: list[bytes], small: int = 1 << 16) -> list[bytes]:
+def _merge_small(pieces: list[Buffer], small: int = 1 << 16) -> list[Buffer]:
     """Join runs of small pieces (headers, meta) so a record is a handful of writes."""
-    out: list[bytes] = []
-    run: list[bytes] = []
+    out: list[Buffer] = []
+    run: list[Buffer] = []
     for p in pieces:
         if len(p) < small:
             run.append(p)
@@ -239,9 +255,10 @@ def _masked_crc(data: bytes) -> int:
     return _mask(google_crc32c.value(data))
 
 
-def frame_pieces(pieces: list[bytes]) -> list[bytes]:
+def frame_pieces(pieces: list[Buffer]) -> list[Buffer]:
     """TFRecord framing around a record given as pieces (see :func:`example_pieces`):
-    length, masked CRC32C of the length, the data, masked CRC32C of the data."""
+    length, masked CRC32C of the length, the data, masked CRC32C of the data. (google_crc32c
+    reads ``bytes`` and numpy arrays, not memoryviews.)"""
     length = struct.pack("<Q", sum(map(len, pieces)))
     crc = 0
     for p in pieces:

@@ -7,7 +7,8 @@ become shards of at most about ``shard_bytes`` each, in item order, named
 Shards are cut at item boundaries where possible (:func:`plan_split`): consecutive whole parts
 are packed while they fit, and a part larger than ``shard_bytes`` is cut at record boundaries.
 A shard that is exactly one part is made by hard-linking the part file (no copy; its sha256 was
-computed by the worker as it wrote); the others are copied and hashed here.
+computed by the worker as it wrote); the others are copied and hashed (:mod:`lpie_data.joiner`,
+while the job runs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lpie_data import storage
-from lpie_data.errors import DataError, LpieError, OutputError
+from lpie_data.errors import DataError, LpieError
 from lpie_data.records import example_to_pair, read_records
 
 FORMAT = "lpie-pairs"
@@ -137,52 +138,21 @@ def assemble_split(
     """Turn ``parts`` (in the given order) into the split's shards under ``out``.
 
     Returns the split's manifest entry. Raises DataError on duplicate keys or mixed dtypes.
+    (A job joins its parts while they are being made: :class:`lpie_data.joiner.SplitJoiner`.)
     """
+    from lpie_data.joiner import SplitJoiner
+
     _check_parts(split, parts)
-    records = [r for p in parts for r in p.records]
-    if not records:
+    if not any(p.records for p in parts):
         raise DataError(f"split {split!r} has no examples")
-    plan = plan_split([[r.size for r in p.records] for p in parts], shard_bytes)
-    shards = []
-    buf: memoryview | None = None
-    for index, segments in enumerate(plan):
-        fname = shard_name(name, split, index, len(plan))
-        tmp = storage.join(out, f".{fname}.tmp")
-        count = sum(b - a for _, a, b in segments)
-        nbytes = sum(r.size for i, a, b in segments for r in parts[i].records[a:b])
-        part = parts[segments[0][0]]
-        whole = len(segments) == 1 and segments[0][1:] == (0, len(part.records))
-        try:
-            if whole and _link(part.path, tmp):
-                sha = part.sha256 or file_sha256(tmp)
-            else:
-                if buf is None:
-                    # One reusable buffer: fresh multi-megabyte chunks cost page faults too.
-                    buf = memoryview(bytearray(_COPY_CHUNK))
-                sha = _copy_segments(parts, segments, tmp, buf)
-            storage.rename(tmp, storage.join(out, fname))
-        except BaseException as e:  # a full disk, a kill (^C): no half-written shard is left
-            _discard(tmp)
-            if isinstance(e, OSError):
-                raise OutputError(f"{storage.join(out, fname)}: cannot write the shard "
-                                  f"({e.strerror or e}); free some space and rerun the same "
-                                  "command to finish") from None
-            raise
-        shards.append({"file": fname, "examples": count, "bytes": nbytes, "sha256": sha})
-        if progress:
-            progress(count)
-    first = next(p for p in parts if p.records)
-    return {
-        "examples": len(records),
-        "bytes": sum(s["bytes"] for s in shards),
-        "input_dtype": first.input_dtype,
-        "target_dtype": first.target_dtype,
-        "input_range": [min(r.input_range[0] for r in records),
-                        max(r.input_range[1] for r in records)],
-        "target_range": [min(r.target_range[0] for r in records),
-                         max(r.target_range[1] for r in records)],
-        "shards": shards,
-    }
+    joiner = SplitJoiner(out, name, split, shard_bytes)
+    try:
+        for part in parts:
+            joiner.add(part)
+    except BaseException:
+        joiner.discard()
+        raise
+    return joiner.finish(progress)
 
 
 def _discard(path: str) -> None:
@@ -214,21 +184,6 @@ def _link(src: str, dst: str) -> bool:
     except OSError:  # no hard links here (some network or FUSE filesystems)
         return False
     return True
-
-
-def _copy_segments(parts: Sequence[Part], segments: Segments, dst_path: str,
-                   buf: memoryview) -> str:
-    """Write the records of ``segments`` to ``dst_path``; return their sha256."""
-    digest = hashlib.sha256()
-    with storage.open_file(dst_path, "wb") as dst:
-        for i, a, b in segments:
-            part = parts[i]
-            offset = sum(r.size for r in part.records[:a])
-            with storage.open_file(part.path, "rb") as src:
-                if offset:
-                    src.seek(offset)
-                _copy(src, dst, sum(r.size for r in part.records[a:b]), digest, buf, part.path)
-    return digest.hexdigest()
 
 
 def _copy(src: Any, dst: Any, n: int, digest: Any, buf: memoryview, name: str) -> None:
