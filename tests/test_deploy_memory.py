@@ -1,4 +1,4 @@
-"""Dynamic-size exports keep XNNPACK's whole graph: the run-time-sized ops are rewritten."""
+"""Export memory: dynamic-size graphs XNNPACK takes whole; the low-memory / fast layouts."""
 
 import collections
 
@@ -8,8 +8,12 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from lpie_data.errors import ConfigError
 from lpie_model import build_lpienet
 from lpie_model import convert as cv
+from lpie_model.benchmark import indirection_bytes
+from lpie_model.cli_deploy import MemoryLayout
+from lpie_model.deploy import MEMORY_LAYOUTS, low_memory_layout
 from lpie_model.layers import SpaceToDepth2, Upsample2x, upsample2x_separable
 
 
@@ -59,3 +63,52 @@ def test_dynamic_export_is_one_xnnpack_graph_between_pad_and_crop():
     it.invoke()
     got = it.get_tensor(it.get_output_details()[0]["index"])
     np.testing.assert_allclose(got, model(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("memory", "size", "low"),
+    [
+        ("auto", None, True),  # any size: photos may be large
+        ("auto", (256, 256), False),
+        ("auto", (800, 800), False),
+        ("auto", (999, 1000), False),
+        ("auto", (1000, 1000), True),
+        ("auto", (1080, 1920), True),
+        ("low", (64, 64), True),
+        ("fast", None, False),
+        ("fast", (2160, 3840), False),
+    ],
+)
+def test_memory_layout_choice(memory, size, low):
+    assert low_memory_layout(memory, size) is low
+
+
+def test_memory_layout_names():
+    with pytest.raises(ConfigError, match="auto, low, fast"):
+        low_memory_layout("small", None)
+    assert tuple(m.value for m in MemoryLayout) == MEMORY_LAYOUTS
+
+
+def test_fast_layout_keeps_full_resolution_convs_in_pixels():
+    keras.utils.set_random_seed(0)
+    model = build_lpienet(widths=[4, 8, 16, 8, 4])
+    x = np.random.default_rng(3).random((1, 48, 64, 3), dtype=np.float32)
+    files = {m: cv.convert(model, size=(48, 64), memory=m) for m in ("low", "fast")}
+    assert files["fast"] == cv.convert(model, size=(48, 64))  # auto at 48x64: fast
+    s2d = {}
+    for m, content in files.items():
+        it = Interpreter(model_content=content, num_threads=1)
+        it.allocate_tensors()
+        s2d[m] = sum(o["op_name"] == "SPACE_TO_DEPTH" for o in it._get_ops_details())
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        got = it.get_tensor(it.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got, model(x).numpy(), atol=1e-5)
+    # low: the first stage's conv and attention conv, the head, its shortcut, the 7x7 gate;
+    # fast: only the head's gate.
+    assert s2d == {"low": 5, "fast": 1}
+    # XNNPACK pointers per input pixel, fast: the first stage's conv and attention conv and the
+    # head's depthwise conv 9 each, the 7x7 gate on 2x2 blocks (5x5) 25 / 4; low: those three
+    # on blocks 9 / 4 each, the gate on 4x4 blocks (3x3) 9 / 16. 8 bytes per pointer.
+    saved = (3 * 9 + 25 / 4) - (3 * 9 / 4 + 9 / 16)
+    assert indirection_bytes(files["fast"]) - indirection_bytes(files["low"]) == 48 * 64 * 8 * saved
