@@ -10,8 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from lpie_data.errors import ConfigError
 from lpie_model.config import ModelConfig
+from lpie_model.errors import ModelConfigError
 from lpie_model.layers import s2d_kernel_size
 from lpie_model.lpienet import build_lpienet
 
@@ -58,10 +58,10 @@ def low_memory_layout(memory: str, size: tuple[int, int] | None) -> bool:
     runs to gigabytes; smaller fixed sizes (tiles) get the fast layout.
 
     Raises:
-        ConfigError: an unknown `memory`.
+        ModelConfigError: an unknown `memory`.
     """
     if memory not in MEMORY_LAYOUTS:
-        raise ConfigError(f"memory layout {memory!r}: valid: {', '.join(MEMORY_LAYOUTS)}")
+        raise ModelConfigError(f"memory layout {memory!r}: valid: {', '.join(MEMORY_LAYOUTS)}")
     if memory != "auto":
         return memory == "low"
     return size is None or size[0] * size[1] >= LOW_MEMORY_MIN_PIXELS

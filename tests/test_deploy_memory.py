@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from lpie_data.errors import ConfigError
 from lpie_model import build_lpienet
 from lpie_model import convert as cv
 from lpie_model.benchmark import indirection_bytes
 from lpie_model.cli_deploy import MemoryLayout
 from lpie_model.deploy import MEMORY_LAYOUTS, low_memory_layout
+from lpie_model.errors import ModelConfigError
 from lpie_model.layers import SpaceToDepth2, Upsample2x, upsample2x_separable
 
 
@@ -84,7 +84,7 @@ def test_memory_layout_choice(memory, size, low):
 
 
 def test_memory_layout_names():
-    with pytest.raises(ConfigError, match="auto, low, fast"):
+    with pytest.raises(ModelConfigError, match="auto, low, fast"):
         low_memory_layout("small", None)
     assert tuple(m.value for m in MemoryLayout) == MEMORY_LAYOUTS
 
