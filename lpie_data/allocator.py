@@ -7,7 +7,9 @@ so every item pays the kernel to map and zero tens of thousands of pages again: 
 ``synth`` with 800 x 800 crops and an 800 x 800 PSF, 6,700 page faults and ~150 ms of system
 time per pair - as much as the FFT itself, and the main source of its run-to-run variance (it
 grows with memory pressure from other programs). Raising the mmap and trim thresholds keeps
-those pages in the heap for the next item: no faults, the same bytes.
+those pages in the heap for the next item: no faults, the same bytes. One arena for all
+threads: glibc's per-thread arenas are at most 64 MB heaps and serve larger blocks with fresh
+``mmap`` pages again (threads that make a pair each, as ``synth`` does, would fault anew).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import platform
 #: glibc mallopt parameters.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 #: Allocations up to this size come from the heap; this much free heap is kept, not returned.
 KEEP_BYTES = 1 << 30
 
@@ -39,6 +42,7 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL(None)
         ok = libc.mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) == 1
         ok = libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1 and ok
+        ok = libc.mallopt(M_ARENA_MAX, 1) == 1 and ok
     except (OSError, AttributeError):
         return False
     _done = ok

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from lpie_data.allocator import keep_freed_memory
 from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.cli_prepare import prepare_app
 from lpie_data.cli_synth import psf_app, synth
@@ -45,6 +46,9 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's o
 @app.callback()
 def _main(verbose: VerboseOpt = False) -> None:
     quiet_tensorflow(verbose)
+    # Before any thread (progress bar, workers) allocates: threads started later share the
+    # one malloc arena that keeps freed memory (lpie_data.allocator).
+    keep_freed_memory()
 
 
 @app.command("inspect")

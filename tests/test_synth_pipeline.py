@@ -129,6 +129,32 @@ def test_same_bytes_for_any_jobs(tmp_path):
         assert (tmp_path / "j1" / name).read_bytes() == (tmp_path / "j2" / name).read_bytes()
 
 
+def test_pairs_made_on_threads_equal_pairs_made_one_by_one(tmp_path):
+    """produce() with several cores makes the pairs on threads (single-threaded FFTs each);
+    the Examples must be those of the one-by-one path, in order, to the bit."""
+    from dataclasses import replace
+
+    from lpie_data.synth.pipeline import plan, produce
+
+    photos = make_photos(tmp_path / "photos", n=1, size=(90, 70))
+    psfs = make_psfs(tmp_path / "psfs", sizes=(31, 33))
+    cfg = SynthConfig(crop=40, pairs_per_image=5, noise="unprocessing", psf_rotation=3.0)
+    items, *_ = plan(cfg, [photos], [psfs], seed=5, val_fraction=0.0)
+    item = items[0]
+
+    def made(workers: int) -> list:
+        return list(produce(replace(item, args=replace(item.args, fft_workers=workers))))
+
+    one, threaded = made(1), made(3)
+    assert [e.key for e in threaded] == [e.key for e in one] == [
+        f"{item.key}/{i:03d}" for i in range(5)]
+    for a, b in zip(one, threaded, strict=True):
+        assert a.meta == b.meta
+        assert a.input.tobytes() == b.input.tobytes()
+        assert a.target.tobytes() == b.target.tobytes()
+    assert len({e.input.tobytes() for e in one}) == 5  # five different pairs
+
+
 def test_adding_a_source_leaves_other_pairs_unchanged_and_splits_by_image(tmp_path):
     a = make_photos(tmp_path / "a", n=3)
     b = make_photos(tmp_path / "b", n=2, size=(40, 40))

@@ -13,6 +13,7 @@ computed once per (PSF, transform shape) and cached in the process.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -23,6 +24,7 @@ from lpie_data.synth.psf import Psf
 Box = tuple[int, int, int, int]  # y, x, h, w
 
 _SPECTRA: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_SPECTRA_LOCK = threading.Lock()
 SPECTRUM_CACHE_BYTES = 512 << 20
 
 
@@ -94,18 +96,23 @@ def psf_spectrum(
     Cached per (PSF digest, fft_shape) when ``cache`` (least recently used entries are dropped
     past ``SPECTRUM_CACHE_BYTES``).
     """
+    if not cache:
+        return _spectrum(psf, fft_shape, workers)
     key = (psf.digest, tuple(fft_shape))
-    if cache and key in _SPECTRA:
-        _SPECTRA.move_to_end(key)
-        return _SPECTRA[key]
-    kernel = np.ascontiguousarray(psf.kernel.transpose(2, 0, 1), dtype=np.float32)
-    spectrum = scipy.fft.rfft2(kernel, s=fft_shape, workers=workers)
-    spectrum = spectrum.astype(np.complex64, copy=False)
-    if cache:
-        _SPECTRA[key] = spectrum
+    with _SPECTRA_LOCK:  # pairs made on several threads share the cache (computed once)
+        if key in _SPECTRA:
+            _SPECTRA.move_to_end(key)
+            return _SPECTRA[key]
+        spectrum = _SPECTRA[key] = _spectrum(psf, fft_shape, workers)
         while sum(s.nbytes for s in _SPECTRA.values()) > SPECTRUM_CACHE_BYTES and len(_SPECTRA) > 1:
             _SPECTRA.popitem(last=False)
     return spectrum
+
+
+def _spectrum(psf: Psf, fft_shape: tuple[int, int], workers: int | None) -> np.ndarray:
+    kernel = np.ascontiguousarray(psf.kernel.transpose(2, 0, 1), dtype=np.float32)
+    spectrum = scipy.fft.rfft2(kernel, s=fft_shape, workers=workers)
+    return spectrum.astype(np.complex64, copy=False)
 
 
 def clear_spectrum_cache() -> None:
@@ -144,8 +151,13 @@ def blur_crop(
     freq = scipy.fft.rfft2(region, workers=workers, overwrite_x=True)
     del region
     freq *= spectrum
-    full = scipy.fft.irfft2(freq, s=fft_shape, workers=workers, overwrite_x=True)
-    return _to_hwc(full[:, ph - 1 : ph - 1 + h, pw - 1 : pw - 1 + w], gain)
+    # irfft2 by hand, pruned: the column transforms run over every frequency column, but the row
+    # transforms only over the h rows that are kept (half the rows: ~1/8 of the FFT work).
+    # 1 / fh is folded into the gain (one scaling pass fewer).
+    rows = scipy.fft.ifft(freq, axis=-2, norm="forward", workers=workers, overwrite_x=True)
+    del freq
+    full = scipy.fft.irfft(rows[:, ph - 1 : ph - 1 + h], n=fft_shape[1], axis=-1, workers=workers)
+    return _to_hwc(full[:, :, pw - 1 : pw - 1 + w], gain / np.float32(fft_shape[0]))
 
 
 def _to_hwc(chw: np.ndarray, gain: float) -> np.ndarray:
