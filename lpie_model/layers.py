@@ -80,9 +80,10 @@ class CropLike(keras.layers.Layer):
 class Upsample2x(keras.layers.Layer):
     """Bilinear x2 upsampling (half-pixel centres) to twice the runtime spatial shape.
 
-    Keras' `UpSampling2D(interpolation="bilinear")` and `keras.ops.image.resize` cannot take a
-    computed size; TensorFlow's resize with a runtime size converts to one RESIZE_BILINEAR op.
-    With a static input size the target size is a constant (what XNNPACK needs to delegate it).
+    With a static input size: one resize to a constant size (one RESIZE_BILINEAR op, which
+    XNNPACK takes). With a run-time size: `upsample2x_separable`, the same values from ops whose
+    output shapes follow from their inputs' (a resize to a computed size would stay outside
+    XNNPACK and get its own allocation).
     """
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
