@@ -20,6 +20,9 @@ from lpie_model.cli_options import handle_errors
 from lpie_model.config import VARIANTS
 from lpie_model.convert import IOType, Precision
 
+# lpie_model.deploy.MEMORY_LAYOUTS (not imported: it loads Keras; a test checks they agree).
+MemoryLayout = StrEnum("MemoryLayout", {n: n for n in ("auto", "low", "fast")})  # type: ignore[misc]
+
 
 @handle_errors
 def export_cmd(
@@ -53,6 +56,14 @@ def export_cmd(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out.")
     ] = False,
+    memory: Annotated[
+        MemoryLayout,
+        typer.Option(
+            "--memory",
+            help="low: about half the peak memory, ~7% more CPU time; fast; auto: low for "
+            "any-size exports and sizes from ~1 Mpx.",
+        ),
+    ] = MemoryLayout.auto,
 ) -> None:
     """Export a trained LPIENet to TFLite (builtin ops only) and check it against Keras.
 
@@ -75,7 +86,7 @@ def export_cmd(
         outcome = export_model(
             model, out, precision=precision.value, size=fixed, io=io.value,
             calibration=calibration, calibration_split=calibration_split,
-            calibration_count=calibration_count, overwrite=overwrite,
+            calibration_count=calibration_count, overwrite=overwrite, memory=memory.value,
             progress=lambda _stage, done, total: update(done, total, description="calibrating"),
         )
     for note in outcome.notes:
@@ -85,7 +96,8 @@ def export_cmd(
     shape = "x".join(map(str, fixed)) if fixed else "any HxW"
     console.print(
         f"[bold]{out}[/]: {report['bytes'] / 1024:.0f} KiB, {precision.value}, input {shape}, "
-        f"{report['params']:,} params, value space {report['value_space']}, "
+        f"{report['params']:,} params, {report['memory']}-memory layout, "
+        f"value space {report['value_space']}, "
         f"builtin ops: {', '.join(report['ops'])}"
     )
     for row in p["images"]:

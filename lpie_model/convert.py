@@ -68,6 +68,7 @@ def convert(
     optimize: bool = True,
     progress: Progress | None = None,
     simplify_int8: bool = True,
+    memory: str = "auto",
 ) -> bytes:
     """Converts a Keras LPIENet to a .tflite flatbuffer with builtin ops only.
 
@@ -91,32 +92,30 @@ def convert(
         progress: called as `progress("calibrate", done, total)` while int8 calibrates.
         simplify_int8: for int8, run ELU in int8 and drop identity clips
             (`int8_rewrite.rewrite_int8`); False keeps the quantizer's graph (A/B comparisons).
+        memory: "auto", "low" or "fast": whether `optimize` also runs the full-resolution
+            spatial convs on space-to-depth blocks (less memory, more CPU time; see
+            `lpie_model.deploy.low_memory_layout`).
 
     Raises:
         ConfigError: bad options. ExportError: conversion failed or needs non-builtin ops.
     """
-    from lpie_model.deploy import rebuild_for_shape
+    from lpie_model.deploy import low_memory_layout, rebuild_for_shape
 
     check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
     fused, s2d = optimize and precision != "int8", optimize
+    full_res = s2d and low_memory_layout(memory, size)
     if precision == "int8" and size is not None:
         images = _calibration_images(calibration)
         twin = calibration_twin_size(size, images[0].shape[:2], _size_multiple(model))
         if twin != size:
             return convert_int8_on_crops(
-                model,
-                size,
-                twin,
-                images,
-                io=io,
-                s2d_gate=s2d,
-                progress=progress,
-                simplify_int8=simplify_int8,
+                model, size, twin, images, io=io, s2d_gate=s2d, progress=progress,
+                s2d_full_res=full_res, simplify_int8=simplify_int8,
             )
         calibration = [fit_to_size(x, size) for x in images]
     export_model = rebuild_for_shape(
-        model, h, w, fused_attention=fused, s2d_gate=s2d, s2d_full_res=s2d
+        model, h, w, fused_attention=fused, s2d_gate=s2d, s2d_full_res=full_res
     )
     return convert_keras(
         export_model,
@@ -170,6 +169,7 @@ def convert_int8_on_crops(
     s2d_gate: bool = True,
     progress: Progress | None = None,
     simplify_int8: bool = True,
+    s2d_full_res: bool | None = None,
 ) -> bytes:
     """A fixed `size` int8 export calibrated on a `twin`-sized copy of the network.
 
@@ -190,8 +190,9 @@ def convert_int8_on_crops(
     from lpie_model.deploy import rebuild_for_shape
 
     images = [fit_to_size(np.asarray(x, dtype=np.float32), twin) for x in calibration]
+    full_res = s2d_gate if s2d_full_res is None else s2d_full_res  # both graphs alike
     small = rebuild_for_shape(
-        model, *twin, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+        model, *twin, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=full_res
     )
     calibrated = convert_keras(
         small,
@@ -203,7 +204,7 @@ def convert_int8_on_crops(
         calibrate_only=True,
     )
     full = rebuild_for_shape(
-        model, *size, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=s2d_gate
+        model, *size, fused_attention=False, s2d_gate=s2d_gate, s2d_full_res=full_res
     )
     float_content = convert_keras(full, precision="fp32", size=size)
     return quantize_with_ranges(

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from lpie_model.config import ModelConfig
+from lpie_model.errors import ModelConfigError
 from lpie_model.layers import s2d_kernel_size
 from lpie_model.lpienet import build_lpienet
 
@@ -42,6 +43,28 @@ def s2d_kernel(kernel: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.nda
                     out[di + pb, dj + pb, src : src + c_in, dst : dst + c_out] += kernel[u, v]
     return out, np.tile(bias, 4)
 
+
+
+MEMORY_LAYOUTS = ("auto", "low", "fast")
+LOW_MEMORY_MIN_PIXELS = 1_000_000  # "auto": the low-memory layout from about 1024 x 1024 up
+
+
+def low_memory_layout(memory: str, size: tuple[int, int] | None) -> bool:
+    """Whether an export uses the low-memory layout (`s2d_full_res`) for `memory`.
+
+    "low": always (about half the plain build's peak memory, ~7% more CPU time for fp32);
+    "fast": never (only the gate on blocks); "auto": for dynamic-size exports (which may meet
+    any photo size) and fixed sizes of at least `LOW_MEMORY_MIN_PIXELS` pixels, where memory
+    runs to gigabytes; smaller fixed sizes (tiles) get the fast layout.
+
+    Raises:
+        ModelConfigError: an unknown `memory`.
+    """
+    if memory not in MEMORY_LAYOUTS:
+        raise ModelConfigError(f"memory layout {memory!r}: valid: {', '.join(MEMORY_LAYOUTS)}")
+    if memory != "auto":
+        return memory == "low"
+    return size is None or size[0] * size[1] >= LOW_MEMORY_MIN_PIXELS
 
 
 def rebuild_for_shape(

@@ -119,6 +119,7 @@ def export_tflite(
     overwrite: bool = True,
     num_threads: int | None = None,
     progress: Progress | None = None,
+    memory: str = "auto",
 ) -> dict[str, Any]:
     """Converts, writes `out` (.tflite), checks parity and writes the report next to it.
 
@@ -126,9 +127,10 @@ def export_tflite(
     default to scikit-image's sample photos. See `convert` for the other arguments.
 
     Returns:
-        The report: {"model", "precision", "io", "input_size", "bytes", "params", "ops",
-        "build", "value_space", "metadata", "parity"}. The .tflite carries `model_metadata` as
-        its "lpie" metadata entry (`read_metadata` reads it back).
+        The report: {"model", "precision", "io", "input_size", "memory", "bytes", "params",
+        "ops", "build", "value_space", "metadata", "parity"}; "memory" is the layout used,
+        "low" or "fast" (`lpie_model.deploy.low_memory_layout`). The .tflite carries
+        `model_metadata` as its "lpie" metadata entry (`read_metadata` reads it back).
 
     Raises:
         ConfigError, ExportError (see `convert`); OutputError: `out` cannot be written.
@@ -141,8 +143,12 @@ def export_tflite(
         raise OutputError(f"{out}: exists (pass overwrite to replace it)")
     if not storage.is_remote(out) and not Path(out).resolve().parent.is_dir():
         raise OutputError(f"{Path(out).parent}: no such directory")
+    from lpie_model.deploy import low_memory_layout
+
+    low = low_memory_layout(memory, size)
     content = convert(
-        model, precision=precision, size=size, io=io, calibration=calibration, progress=progress
+        model, precision=precision, size=size, io=io, calibration=calibration, progress=progress,
+        memory="low" if low else "fast",
     )
     info = model_metadata(model, precision, io)
     content = add_metadata(content, info)
@@ -157,6 +163,7 @@ def export_tflite(
         "precision": precision,
         "io": io,
         "input_size": list(size) if size is not None else None,
+        "memory": "low" if low else "fast",
         "bytes": len(content),
         "params": int(model.count_params()),
         "ops": op_names(content),
@@ -189,6 +196,7 @@ def export_model(
     calibration_count: int = 100,
     overwrite: bool = False,
     progress: Progress | None = None,
+    memory: str = "auto",
 ) -> ExportOutcome:
     """`lpie-model export`: loads a trained model (run folder, .weights.h5 or .keras), chooses
     its parity and calibration images (`lpie_model.samples.export_inputs`: from the
@@ -199,8 +207,10 @@ def export_model(
         loading the model or reading the calibration dataset.
     """
     from lpie_model.checkpoint import load_model
+    from lpie_model.deploy import low_memory_layout
 
     check_options(precision, io, ())  # calibration images are chosen below
+    low_memory_layout(memory, size)  # a bad layout name fails before the model loads
     if not overwrite and storage.exists(str(out)):
         raise OutputError(f"{out}: exists (pass overwrite to replace it)")
     net = load_model(model)
@@ -209,7 +219,8 @@ def export_model(
         count=calibration_count,
     )
     report = export_tflite(net, out, precision=precision, size=size, io=io, calibration=cal,
-                           parity_images=parity, overwrite=overwrite, progress=progress)
+                           parity_images=parity, overwrite=overwrite, progress=progress,
+                           memory=memory)
     if report["value_space"] is None:
         notes.append(f"{model} records no value space: the .tflite says so (null), and "
                      "enhance/evaluate will feed it stored values unchanged")

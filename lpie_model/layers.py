@@ -80,29 +80,63 @@ class CropLike(keras.layers.Layer):
 class Upsample2x(keras.layers.Layer):
     """Bilinear x2 upsampling (half-pixel centres) to twice the runtime spatial shape.
 
-    Keras' `UpSampling2D(interpolation="bilinear")` and `keras.ops.image.resize` cannot take a
-    computed size; TensorFlow's resize with a runtime size converts to one RESIZE_BILINEAR op.
-    With a static input size the target size is a constant (what XNNPACK needs to delegate it).
+    With a static input size: one resize to a constant size (one RESIZE_BILINEAR op, which
+    XNNPACK takes). With a run-time size: `upsample2x_separable`, the same values from ops whose
+    output shapes follow from their inputs' (a resize to a computed size would stay outside
+    XNNPACK and get its own allocation).
     """
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         h, w = x.shape[1], x.shape[2]
         if h is not None and w is not None:
-            size = (2 * h, 2 * w)
-        else:
-            size = tf.shape(x)[1:3] * 2
-        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+            return tf.cast(tf.image.resize(x, (2 * h, 2 * w), method="bilinear"), x.dtype)
+        return upsample2x_separable(x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return _scaled_shape(input_shape, 2.0, input_shape[3])
 
 
+def upsample2x_separable(x: tf.Tensor) -> tf.Tensor:
+    """Bilinear x2 upsampling (half-pixel centres, edges clamped) without a size tensor.
+
+    (B, H, W, C) float, C static -> (B, 2H, 2W, C). Output row 2i is 0.75 x[i] + 0.25 x[i-1],
+    row 2i+1 is 0.75 x[i] + 0.25 x[i+1] (x[-1] = x[0], x[H] = x[H-1]), the same along
+    columns: neighbours come from constant-size slices and concatenations, and the four phases
+    are interleaved by one depth-to-space. Every op's output shape follows from its input's, so
+    in a dynamic-size TFLite graph XNNPACK takes them all, and none keeps per-pixel pointers
+    (XNNPACK's resize and convolutions do). A resize to a computed size instead gets a
+    separately allocated output and stays outside XNNPACK, splitting the graph (measured:
+    docs/deployment.md). Equal to `tf.image.resize(x, (2H, 2W), "bilinear")` to float rounding.
+    """
+
+    def phases(t: tf.Tensor, axis: int) -> list[tf.Tensor]:
+        def cut(start: int | None, stop: int | None) -> tf.Tensor:
+            return t[:, start:stop] if axis == 1 else t[:, :, start:stop]
+
+        before = tf.concat([cut(None, 1), cut(None, -1)], axis=axis)
+        after = tf.concat([cut(1, None), cut(-1, None)], axis=axis)
+        return [0.75 * t + 0.25 * before, 0.75 * t + 0.25 * after]
+
+    blocks = [p for r in phases(x, 1) for p in phases(r, 2)]  # (row * 2 + column) * C + c
+    return tf.nn.depth_to_space(tf.concat(blocks, axis=3), 2)
+
+
 @keras.saving.register_keras_serializable(package="lpie")
 class SpaceToDepth2(keras.layers.Layer):
-    """2x2 space-to-depth: (B, H, W, C) -> (B, H/2, W/2, 4C); H and W even."""
+    """2x2 space-to-depth: (B, H, W, C) -> (B, H/2, W/2, 4C); H and W even.
+
+    With a run-time spatial size the same values come from a 2x2 stride-2 convolution with a
+    one-hot kernel (exact: one product by 1 per output): XNNPACK does not take a SPACE_TO_DEPTH
+    whose input size is only known at run time, and every op it leaves out splits the graph into
+    partitions whose boundary tensors TFLite holds in its own arena (docs/deployment.md).
+    """
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.nn.space_to_depth(x, 2)
+        if x.shape[1] is not None and x.shape[2] is not None:
+            return tf.nn.space_to_depth(x, 2)
+        c = x.shape[3]
+        onehot = tf.reshape(tf.eye(4 * c, dtype=x.dtype), (2, 2, c, 4 * c))
+        return tf.nn.conv2d(x, onehot, strides=2, padding="VALID")
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return _scaled_shape(input_shape, 0.5, 4 * input_shape[3])

@@ -252,9 +252,10 @@ def build_lpienet(
     x = head(x, config, s2d_gate=s2d_gate, s2d_full_res=s2d_full_res,
              deep_gate=multiple % 4 == 0)
     x = keras.layers.Add(name="residual")([x, padded])
-    if not aligned:
-        x = CropLike(name="crop")([x, inputs])
-    outputs = Clip(0.0, CLIP_MAX, name="clip")(x)
+    # Clip before the crop (the same values): the crop's run-time size is the one op of a
+    # dynamic-size graph XNNPACK cannot take, so it goes last, outside the delegated graph.
+    x = Clip(0.0, CLIP_MAX, name="clip")(x)
+    outputs = x if aligned else CropLike(name="crop")([x, inputs])
     model = keras.Model(inputs, outputs, name=name)
     # The build options, so that `rebuild_for_shape` and exports can rebuild this network.
     model.lpie_config = config.resolved()
