@@ -104,7 +104,7 @@ def convert(
     check_options(precision, io, calibration)
     h, w = size if size is not None else (None, None)
     fused, s2d = optimize and precision != "int8", optimize
-    full_res = s2d and low_memory_layout(memory, size)
+    full_res = s2d and low_memory_layout(memory, size, precision)
     if precision == "int8" and size is not None:
         images = _calibration_images(calibration)
         twin = calibration_twin_size(size, images[0].shape[:2], _size_multiple(model))

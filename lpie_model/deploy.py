@@ -49,13 +49,16 @@ MEMORY_LAYOUTS = ("auto", "low", "fast")
 LOW_MEMORY_MIN_PIXELS = 1_000_000  # "auto": the low-memory layout from about 1024 x 1024 up
 
 
-def low_memory_layout(memory: str, size: tuple[int, int] | None) -> bool:
+def low_memory_layout(memory: str, size: tuple[int, int] | None, precision: str = "fp32") -> bool:
     """Whether an export uses the low-memory layout (`s2d_full_res`) for `memory`.
 
     "low": always (about half the plain build's peak memory, ~7% more CPU time for fp32);
-    "fast": never (only the gate on blocks); "auto": for dynamic-size exports (which may meet
-    any photo size) and fixed sizes of at least `LOW_MEMORY_MIN_PIXELS` pixels, where memory
-    runs to gigabytes; smaller fixed sizes (tiles) get the fast layout.
+    "fast": never (only the gate on blocks); "auto": for int8 always (there the layout is also
+    the faster one: its 3-channel convs become 12-channel ones, which XNNPACK's int8 kernels
+    run far better; measured 0.54x vs 0.64x the plain fp32 build at 800x800), otherwise for
+    dynamic-size exports (which may meet any photo size) and fixed sizes of at least
+    `LOW_MEMORY_MIN_PIXELS` pixels, where memory runs to gigabytes; smaller fixed float sizes
+    (tiles) get the fast layout.
 
     Raises:
         ModelConfigError: an unknown `memory`.
@@ -64,6 +67,8 @@ def low_memory_layout(memory: str, size: tuple[int, int] | None) -> bool:
         raise ModelConfigError(f"memory layout {memory!r}: valid: {', '.join(MEMORY_LAYOUTS)}")
     if memory != "auto":
         return memory == "low"
+    if precision == "int8":
+        return True
     return size is None or size[0] * size[1] >= LOW_MEMORY_MIN_PIXELS
 
 

@@ -145,7 +145,7 @@ def export_tflite(
         raise OutputError(f"{Path(out).parent}: no such directory")
     from lpie_model.deploy import low_memory_layout
 
-    low = low_memory_layout(memory, size)
+    low = low_memory_layout(memory, size, precision)
     content = convert(
         model, precision=precision, size=size, io=io, calibration=calibration, progress=progress,
         memory="low" if low else "fast",

@@ -81,6 +81,9 @@ def test_dynamic_export_is_one_xnnpack_graph_between_pad_and_crop():
 )
 def test_memory_layout_choice(memory, size, low):
     assert low_memory_layout(memory, size) is low
+    assert low_memory_layout(memory, size, "fp16") is low
+    # int8 takes the low layout whenever asked to choose (faster as well as smaller there)
+    assert low_memory_layout(memory, size, "int8") is (low if memory != "auto" else True)
 
 
 def test_memory_layout_names():
