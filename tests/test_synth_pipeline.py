@@ -129,9 +129,9 @@ def test_same_bytes_for_any_jobs(tmp_path):
         assert (tmp_path / "j1" / name).read_bytes() == (tmp_path / "j2" / name).read_bytes()
 
 
-def test_pairs_made_on_threads_equal_pairs_made_one_by_one(tmp_path):
-    """produce() with several cores makes the pairs on threads (single-threaded FFTs each);
-    the Examples must be those of the one-by-one path, in order, to the bit."""
+def test_fft_threads_do_not_change_the_pairs(tmp_path):
+    """A worker's FFT threads (its share of the cores, with the noise drawn on a helper thread
+    meanwhile) must not change its Examples: same keys, order, meta and bits."""
     from dataclasses import replace
 
     from lpie_data.synth.pipeline import plan, produce
