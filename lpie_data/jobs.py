@@ -37,6 +37,7 @@ from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
 from lpie_data.overlap import run_overlapped
 from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.runwriter import RunWriter
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -169,7 +170,7 @@ def _load_part(work: str, index: int, item: WorkItem,
     ``digests[index]`` receives the content digest of the part's inputs.
     """
     base = _part_path(work, index)
-    if not (storage.exists(base + ".json") and storage.exists(base + ".rec")):
+    if not storage.exists(base + ".json"):
         return None
     try:
         with storage.open_file(base + ".json", "rb") as f:
@@ -178,16 +179,22 @@ def _load_part(work: str, index: int, item: WorkItem,
                                 tuple(r["target_range"])) for r in side["records"])
         if side["item"] != item.key or side["split"] != item.split:
             return None
-        part = Part(base + ".rec", item.split, side["input_dtype"], side["target_dtype"], recs,
-                    side.get("sha256"))
+        # A --jobs 1 item lives in a run file shared with the items after it (runwriter).
+        path = storage.join(work, side["file"]) if "file" in side else base + ".rec"
+        offset = int(side.get("offset", 0))
+        part = Part(path, item.split, side["input_dtype"], side["target_dtype"], recs,
+                    side.get("sha256"), offset)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         if notes is not None:
             notes.append(f"{base}.json: damaged part file ({type(e).__name__}); {item.key} redone")
         return None
-    if storage.size(base + ".rec") != part.size:
+    if not storage.exists(path):
+        return None
+    have = storage.size(path)
+    if have != part.size if path == base + ".rec" else have < offset + part.size:
         if notes is not None:
-            notes.append(f"{base}.rec: {storage.size(base + '.rec')} bytes, its sidecar says "
-                         f"{part.size}; {item.key} redone")
+            notes.append(f"{path}: {have} bytes, the sidecar {base}.json says "
+                         f"{offset + part.size}; {item.key} redone")
         return None
     if (stats is not None and newer_inputs(stats, storage.mtime_ns(base + ".json"))
             and side.get("inputs") != inputs_digest(item)):
@@ -299,7 +306,8 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
 
     try:
         join_ready()
-        for index in _parallel(produce, todo, work, jobs, backend, scheduler) if todo else ():
+        for index in (_parallel(produce, todo, work, jobs, backend, scheduler, shard_bytes)
+                      if todo else ()):
             part = _load_part(work, index, items[index], digests=digests)
             if part is None:
                 raise DataError(f"{items[index].key}: worker finished but left no part file")
@@ -363,13 +371,24 @@ def _digesting(produce: Produce) -> Produce:
 
 
 def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
-              backend: str, scheduler: str | None) -> Iterator[int]:
+              backend: str, scheduler: str | None, shard_bytes: int) -> Iterator[int]:
     """Run ``_do_item`` over ``todo`` on ``backend``; yield each item's index once its part
-    is stored. In this process (``jobs=1`` or one item), writing overlaps producing."""
+    is stored. In this process (``jobs=1`` or one item), writing overlaps producing, and on a
+    local work folder the items go straight into the files that become the shards
+    (:mod:`lpie_data.runwriter`)."""
     from lpie_data.backends import run_items
 
     if backend != "dask" and (jobs == 1 or len(todo) == 1):
-        yield from run_overlapped(_digesting(produce), _write_part, todo, work)
+        if storage.is_remote(work):
+            yield from run_overlapped(_digesting(produce), _write_part, todo, work)
+            return
+        writer = RunWriter(work, shard_bytes, _write_part, _range)
+        try:
+            yield from run_overlapped(_digesting(produce), writer.write, todo, work)
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.close()
         return
     yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
                          scheduler=scheduler)

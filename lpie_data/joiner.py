@@ -24,6 +24,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import DataError, LpieError, OutputError
+from lpie_data.runwriter import run_digest
 from lpie_data.shards import (
     _COPY_CHUNK,
     Part,
@@ -130,23 +131,35 @@ class SplitJoiner:
             self._close()
         self._open.append(i)
         self._open_bytes += size
-        if len(self._open) == 2:  # no longer a single part (which is hard-linked): copy
+        if self._file is None and not self._one_file(self._open_segments()):
+            # No longer one file's bytes from its start (which is hard-linked): copy from here.
             self._file = storage.open_file(self._tmp(len(self.shards)), "wb")
             self._digest = hashlib.sha256()
-            self._append(self._open[0], 0, len(self.parts[self._open[0]].records))
-        if len(self._open) >= 2:
+            for j in self._open[:-1]:
+                self._append(j, 0, len(self.parts[j].records))
+        if self._file is not None:
             self._append(i, 0, len(sizes))
 
     def _close(self) -> None:
         """The shard being filled is complete."""
-        if len(self._open) == 1:
-            i = self._open[0]
-            self._write([(i, 0, len(self.parts[i].records))])
+        if self._open and self._file is None:
+            self._write(self._open_segments())
         elif self._open:
             self._file.close()
             self._file = None
             self._done(self._open_segments(), self._digest.hexdigest())
         self._open, self._open_bytes, self._digest = [], 0, None
+
+    def _one_file(self, segments: Segments) -> bool:
+        """Whether ``segments`` are whole items lying one after the other in one file from its
+        first byte (a part file, or a --jobs 1 run file: :mod:`lpie_data.runwriter`)."""
+        at, path = 0, self.parts[segments[0][0]].path
+        for i, a, b in segments:
+            part = self.parts[i]
+            if part.path != path or part.offset != at or (a, b) != (0, len(part.records)):
+                return False
+            at += part.size
+        return True
 
     def _open_segments(self) -> Segments:
         return [(i, 0, len(self.parts[i].records)) for i in self._open]
@@ -162,10 +175,12 @@ class SplitJoiner:
     def _write(self, segments: Segments) -> None:
         """One shard from ``segments`` at once: a whole part is hard-linked where possible."""
         tmp = self._tmp(len(self.shards))
-        i, a, b = segments[0]
-        part = self.parts[i]
-        if len(segments) == 1 and (a, b) == (0, len(part.records)) and _link(part.path, tmp):
-            sha = part.sha256 or file_sha256(tmp)
+        part = self.parts[segments[0][0]]
+        size = sum(self.parts[i].size for i, _, _ in segments)
+        if (self._one_file(segments) and not storage.is_remote(part.path)
+                and storage.size(part.path) == size and _link(part.path, tmp)):
+            sha = ((part.sha256 if len(segments) == 1 else None) or run_digest(part.path)
+                   or file_sha256(tmp))
         else:
             self._file, self._digest = storage.open_file(tmp, "wb"), hashlib.sha256()
             for seg in segments:
@@ -177,7 +192,7 @@ class SplitJoiner:
     def _append(self, i: int, a: int, b: int) -> None:
         """Records [a, b) of part ``i`` onto the shard being written, hashed on the way."""
         part = self.parts[i]
-        offset = sum(r.size for r in part.records[:a])
+        offset = part.offset + sum(r.size for r in part.records[:a])
         n = sum(r.size for r in part.records[a:b])
         if not storage.is_remote(part.path) and n:
             _append_mapped(part.path, offset, n, self._file, self._digest)

@@ -53,6 +53,7 @@ class Part:
     target_dtype: str | None
     records: tuple[RecordInfo, ...]
     sha256: str | None = None  # of the whole part file, when its worker computed it
+    offset: int = 0  # where the records start in ``path`` (a run file holds several items)
 
     @property
     def size(self) -> int:

@@ -174,14 +174,23 @@ def test_part_without_its_record_file_is_redone(tmp_path, logs):
     gate = tmp_path / "broken"
     gate.write_text("")
     out = tmp_path / "out"
+    shards = {"shard_bytes": 10_000}  # two items (~4.8 KB each) per shard
     with pytest.raises(DataError):
-        _run(out, _items(logs, gate=gate, bad=3))
-    (out / WORK_DIR / "part-000001.rec").unlink()  # e.g. lost in a crash
+        _run(out, _items(logs, gate=gate, bad=3), **shards)
+    # --jobs 1 writes items into run files that become the shards: item1's bytes are in the
+    # file its sidecar names, with item0's. Losing it (e.g. in a crash) redoes both; item2, in
+    # the next run file, is kept.
+    sides = {i: json.loads((out / WORK_DIR / f"part-{i:06d}.json").read_text()) for i in range(3)}
+    assert sides[0]["file"] == sides[1]["file"] != sides[2]["file"]
+    (out / WORK_DIR / sides[1]["file"]).unlink()
     gate.unlink()
     (logs / "second").mkdir()
-    summary = _run(out, _items(logs / "second", gate=gate, bad=3))
-    assert summary.items_resumed == 2
-    assert _ran(logs / "second") == ["item1", "item3", "item4", "item5"]
+    summary = _run(out, _items(logs / "second", gate=gate, bad=3), **shards)
+    assert summary.items_resumed == 1
+    assert _ran(logs / "second") == ["item0", "item1", "item3", "item4", "item5"]
+    ref = tmp_path / "ref"
+    _run(ref, _items(tmp_path), **shards)
+    assert _files(out) == _files(ref)
 
 
 def test_stale_work_folder_removed_on_noop_rerun(tmp_path, logs):

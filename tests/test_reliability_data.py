@@ -140,15 +140,18 @@ def test_damaged_job_file_is_named(tmp_path):
 def test_damaged_part_file_is_redone_with_a_note(tmp_path):
     paths = _sources(tmp_path / "src")
     out, gate = _interrupted_run(tmp_path, paths)
+    # --jobs 1 writes items into run files that become shards; the sidecar names the file
+    record_file = json.loads((out / WORK_DIR / "part-000001.json").read_text())["file"]
     (out / WORK_DIR / "part-000000.json").write_text("{trunc")
-    with open(out / WORK_DIR / "part-000001.rec", "r+b") as f:  # cut short by a crash
+    with open(out / WORK_DIR / record_file, "r+b") as f:  # cut short by a crash
         f.truncate(100)
     (out / ".toy-train.tfrecord-00000-of-00001.tmp").write_bytes(b"left by a kill")
     gate.unlink()
     summary = _run(out, _items(paths))
     assert summary.items_resumed == 0
     assert any("part-000000.json: damaged part file" in n for n in summary.notes)
-    assert any("part-000001.rec: 100 bytes" in n for n in summary.notes)
+    assert any(f"{record_file}: 100 bytes, the sidecar" in n and "part-000001.json" in n
+               for n in summary.notes)
     fresh = tmp_path / "fresh"
     _run(fresh, _items(paths))
     assert _files(out) == _files(fresh)  # the leftover .tmp is gone too
