@@ -382,7 +382,7 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
         if storage.is_remote(work):
             yield from run_overlapped(_digesting(produce), _write_part, todo, work)
             return
-        writer = RunWriter(work, shard_bytes, _write_part, _range)
+        writer = RunWriter(shard_bytes, _write_part, _range)
         try:
             yield from run_overlapped(_digesting(produce), writer.write, todo, work)
         except BaseException:

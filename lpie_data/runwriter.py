@@ -59,11 +59,10 @@ class RunWriter:
     once the last item is written. ``part_writer`` writes the items that need a part file of
     their own, with the same signature."""
 
-    def __init__(self, work: str, shard_bytes: int,
+    def __init__(self, shard_bytes: int,
                  part_writer: Callable[[Iterable[Example], WorkItem, int, str], int],
                  range_of: Callable[[Any], tuple[float, float]]) -> None:
-        self.work, self.shard_bytes = work, shard_bytes
-        self.part_writer, self.range_of = part_writer, range_of
+        self.shard_bytes, self.part_writer, self.range_of = shard_bytes, part_writer, range_of
         self.runs: dict[str, _Run] = {}
         self.failed = False  # a write failed: part files from then on
 

@@ -96,6 +96,10 @@ class Upsample2x(keras.layers.Layer):
         return _scaled_shape(input_shape, 2.0, input_shape[3])
 
 
+#: Bilinear x2 weights of the nearer and the farther input sample (half-pixel centres).
+NEAR, FAR = 3 / 4, 1 / 4
+
+
 def upsample2x_separable(x: tf.Tensor) -> tf.Tensor:
     """Bilinear x2 upsampling (half-pixel centres, edges clamped) without a size tensor.
 
@@ -115,7 +119,7 @@ def upsample2x_separable(x: tf.Tensor) -> tf.Tensor:
 
         before = tf.concat([cut(None, 1), cut(None, -1)], axis=axis)
         after = tf.concat([cut(1, None), cut(-1, None)], axis=axis)
-        return [0.75 * t + 0.25 * before, 0.75 * t + 0.25 * after]
+        return [NEAR * t + FAR * before, NEAR * t + FAR * after]
 
     blocks = [p for r in phases(x, 1) for p in phases(r, 2)]  # (row * 2 + column) * C + c
     return tf.nn.depth_to_space(tf.concat(blocks, axis=3), 2)
