@@ -67,6 +67,7 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
     import lpie_data.jobs
     import lpie_data.joiner
     import lpie_data.pngfile
+    import lpie_data.runwriter
     from lpie_data import JobOptions, prepare_gopro
 
     def run() -> None:
@@ -76,8 +77,8 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
 
     return stage_profile(run, [
         (lpie_data.pngfile, "read_bytes"), (lpie_data.pngfile, "decode_png"),
-        (lpie_data.jobs, "_write_part"), (lpie_data.jobs, "inputs_digest"),
-        (lpie_data.jobs, "frame_pieces"), (lpie_data.jobs, "_range"),
+        (lpie_data.runwriter.RunWriter, "write"), (lpie_data.runwriter, "inputs_digest"),
+        (lpie_data.jobs, "frame_pieces"), (lpie_data.runwriter, "value_range"),
         (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
     ], pairs)
 

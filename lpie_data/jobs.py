@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.fingerprint import (
@@ -37,7 +35,7 @@ from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
 from lpie_data.overlap import run_overlapped
 from lpie_data.records import Example, example_pieces, frame_pieces
-from lpie_data.runwriter import RunWriter
+from lpie_data.runwriter import RunWriter, check_dtypes, record_entry, sidecar
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
@@ -98,11 +96,6 @@ class JobSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def _range(a: np.ndarray) -> tuple[float, float]:
-    scale = {"uint8": 255.0, "uint16": 65535.0}.get(a.dtype.name, 1.0)
-    return float(a.min()) / scale, float(a.max()) / scale
-
-
 def _part_path(work: str, index: int) -> str:
     return storage.join(work, f"part-{index:06d}")
 
@@ -140,21 +133,14 @@ def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: s
                 f.flush()
                 with open(tmp, "rb") as written:
                     digest = hashlib.file_digest(written, "sha256")
-            records.append({"key": ex.key, "size": size, "input_range": _range(ex.input),
-                            "target_range": _range(ex.target)})
-            this = (ex.input.dtype.name, ex.target.dtype.name)
-            if dtypes != (None, None) and this != dtypes:
-                raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and {this}")
-            dtypes = this
+            records.append(record_entry(ex, size))
+            dtypes = check_dtypes(item, dtypes, ex)
     if digest is not None:
         sha = digest.hexdigest()
     else:
         sha = file_sha256(tmp) if total >= HASH_IN_WORKER_BYTES else None
     storage.rename(tmp, base + ".rec")
-    inputs = inputs_digest(item)  # what this part was made from (checked on a resume)
-    sidecar = {"item": item.key, "split": item.split, "input_dtype": dtypes[0],
-               "target_dtype": dtypes[1], "records": records, "sha256": sha, "inputs": inputs}
-    storage.write_atomic(base + ".json", json.dumps(sidecar).encode())
+    storage.write_atomic(base + ".json", sidecar(item, dtypes, records, sha))
     return index
 
 
@@ -190,11 +176,12 @@ def _load_part(work: str, index: int, item: WorkItem,
         return None
     if not storage.exists(path):
         return None
-    have = storage.size(path)
-    if have != part.size if path == base + ".rec" else have < offset + part.size:
+    have, want = storage.size(path), offset + part.size
+    # a part file holds exactly its item; a run file at least up to the item's end
+    if (have != want) if path == base + ".rec" else (have < want):
         if notes is not None:
             notes.append(f"{path}: {have} bytes, the sidecar {base}.json says "
-                         f"{offset + part.size}; {item.key} redone")
+                         f"{want}; {item.key} redone")
         return None
     if (stats is not None and newer_inputs(stats, storage.mtime_ns(base + ".json"))
             and side.get("inputs") != inputs_digest(item)):
@@ -382,7 +369,7 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
         if storage.is_remote(work):
             yield from run_overlapped(_digesting(produce), _write_part, todo, work)
             return
-        writer = RunWriter(shard_bytes, _write_part, _range)
+        writer = RunWriter(shard_bytes, _write_part)
         try:
             yield from run_overlapped(_digesting(produce), writer.write, todo, work)
         except BaseException:

@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from lpie_data import storage
 from lpie_data.errors import DataError
 from lpie_data.fingerprint import inputs_digest
@@ -30,6 +32,38 @@ from lpie_data.records import Example, example_pieces, frame_pieces
 
 #: The ``.sha256`` file of a closed run: ``{"sha256": hex, "bytes": n}``.
 RUN_DIGEST_SUFFIX = ".sha256"
+
+
+def value_range(a: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a stored image in [0, 1] units for uint8 / uint16, as is for floats."""
+    scale = {"uint8": 255.0, "uint16": 65535.0}.get(a.dtype.name, 1.0)
+    return float(a.min()) / scale, float(a.max()) / scale
+
+
+def record_entry(ex: Example, size: int) -> dict[str, Any]:
+    """How an item's sidecar describes one of its records (framed ``size`` bytes)."""
+    return {"key": ex.key, "size": size, "input_range": value_range(ex.input),
+            "target_range": value_range(ex.target)}
+
+
+def check_dtypes(item: WorkItem, dtypes: tuple[str | None, str | None], ex: Example
+                 ) -> tuple[str, str]:
+    """``ex``'s (input, target) storage dtypes; DataError when they differ from ``dtypes``,
+    those of the item's examples before it ((None, None) for its first)."""
+    this = (ex.input.dtype.name, ex.target.dtype.name)
+    if dtypes != (None, None) and this != dtypes:
+        raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and {this}")
+    return this
+
+
+def sidecar(item: WorkItem, dtypes: tuple[str | None, str | None],
+            records: list[dict[str, Any]], sha: str | None, **where: Any) -> bytes:
+    """An item's sidecar (``part-NNNNNN.json``): its records, dtypes, the sha256 of its own part
+    file (None when not computed or in a run file) and its inputs' content digest; ``where``:
+    the run file and offset of an item stored in one."""
+    return json.dumps({"item": item.key, "split": item.split, "input_dtype": dtypes[0],
+                       "target_dtype": dtypes[1], "records": records, "sha256": sha,
+                       "inputs": inputs_digest(item), **where}).encode()
 
 
 def run_digest(path: str) -> str | None:
@@ -60,9 +94,8 @@ class RunWriter:
     their own, with the same signature."""
 
     def __init__(self, shard_bytes: int,
-                 part_writer: Callable[[Iterable[Example], WorkItem, int, str], int],
-                 range_of: Callable[[Any], tuple[float, float]]) -> None:
-        self.shard_bytes, self.part_writer, self.range_of = shard_bytes, part_writer, range_of
+                 part_writer: Callable[[Iterable[Example], WorkItem, int, str], int]) -> None:
+        self.shard_bytes, self.part_writer = shard_bytes, part_writer
         self.runs: dict[str, _Run] = {}
         self.failed = False  # a write failed: part files from then on
 
@@ -71,23 +104,19 @@ class RunWriter:
         framed = [frame_pieces(example_pieces(ex)) for ex in items]
         sizes = [sum(map(len, pieces)) for pieces in framed]
         total = sum(sizes)
-        run = self.runs.get(item.split)
         if not items or total > self.shard_bytes:  # skipped / cut by the plan: a part file
             if total > self.shard_bytes:
                 self._close(item.split)
-            del framed
             return self.part_writer(iter(items), item, index, work)
+        dtypes: tuple[str | None, str | None] = (None, None)
+        for ex in items:
+            dtypes = check_dtypes(item, dtypes, ex)
+        if self.failed:
+            return self.part_writer(iter(items), item, index, work)
+        run = self.runs.get(item.split)
         if run is not None and run.bytes + total > self.shard_bytes:
             self._close(item.split)
             run = None
-        dtypes = (items[0].input.dtype.name, items[0].target.dtype.name)
-        for ex in items:
-            if (ex.input.dtype.name, ex.target.dtype.name) != dtypes:
-                raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and "
-                                f"{(ex.input.dtype.name, ex.target.dtype.name)}")
-        if self.failed:
-            del framed
-            return self.part_writer(iter(items), item, index, work)
         if run is None:
             run = self.runs[item.split] = _Run(self._new_path(work, index))
         offset = run.bytes
@@ -102,18 +131,11 @@ class RunWriter:
             # one and the rest get part files, and joining names the shard that cannot be
             # written, as with process workers (a rerun resumes from every finished item).
             self._drop(item.split, offset)
-            del framed
             return self.part_writer(iter(items), item, index, work)
         run.bytes += total
-        records = [{"key": ex.key, "size": size, "input_range": self.range_of(ex.input),
-                    "target_range": self.range_of(ex.target)}
-                   for ex, size in zip(items, sizes, strict=True)]
-        sidecar = {"item": item.key, "split": item.split, "input_dtype": dtypes[0],
-                   "target_dtype": dtypes[1], "records": records, "sha256": None,
-                   "inputs": inputs_digest(item), "file": storage.basename(run.path),
-                   "offset": offset}
-        storage.write_atomic(storage.join(work, f"part-{index:06d}.json"),
-                             json.dumps(sidecar).encode())
+        records = [record_entry(ex, size) for ex, size in zip(items, sizes, strict=True)]
+        storage.write_atomic(storage.join(work, f"part-{index:06d}.json"), sidecar(
+            item, dtypes, records, None, file=storage.basename(run.path), offset=offset))
         return index
 
     def close(self) -> None:
