@@ -77,7 +77,7 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
 
     return stage_profile(run, [
         (lpie_data.pngfile, "read_bytes"), (lpie_data.pngfile, "decode_png"),
-        (lpie_data.runwriter.RunWriter, "write"), (lpie_data.runwriter, "inputs_digest"),
+        (lpie_data.runwriter.RunWriter, "write"), (lpie_data.jobs, "inputs_digest"),
         (lpie_data.jobs, "frame_pieces"), (lpie_data.runwriter, "value_range"),
         (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
     ], pairs)

@@ -88,7 +88,7 @@ def profile(root: Path, out: Path, tone_map: str, pairs: int) -> dict:
     try:
         result = stage_profile(run, [
             (udc, "load_hdr"), (udc, "ENCODINGS_TIMED"),
-            (lpie_data.runwriter.RunWriter, "write"), (lpie_data.runwriter, "inputs_digest"),
+            (lpie_data.runwriter.RunWriter, "write"), (lpie_data.jobs, "inputs_digest"),
             (lpie_data.jobs, "frame_pieces"), (lpie_data.runwriter, "value_range"),
             (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
         ], pairs)
