@@ -5,7 +5,8 @@ A source (``lpie_data/sources/<name>.py``, or the synthesiser) is a leaf module 
 - ``NAME``: the dataset name written into the manifest;
 - ``work_items(root, ...) -> Plan``: every input checked from its headers, nothing written;
 - ``produce(item) -> Iterator[Example]``: the worker side, one item's examples (picklable
-  arguments in, so it runs in joblib or Dask workers).
+  arguments in, so it runs in joblib or Dask workers). An example may be yielded as a
+  :class:`~lpie_data.records.Later`, finished by the thread that writes it.
 
 :func:`lpie_data.jobs.run_job` turns a plan into shards; :mod:`lpie_data.prepare` wires each
 source to it. Sources import this module, never the runner.
@@ -22,7 +23,7 @@ import numpy as np
 
 from lpie_data.errors import DataError
 from lpie_data.pngfile import both
-from lpie_data.records import Example
+from lpie_data.records import Example, Later
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class WorkItem:
 Plan = tuple[list[WorkItem], list[str]]
 
 #: A source's worker function: one item's examples.
-Produce = Callable[[WorkItem], Iterable[Example]]
+Produce = Callable[[WorkItem], Iterable[Example | Later]]
 
 
 def load_pair(load: Callable[[Path], np.ndarray], input_path: Path, target_path: Path,

@@ -24,17 +24,19 @@ from typing import Any
 from lpie_data import __version__, storage
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.fingerprint import (
+    CONTENT_HASH,
     combined_digest,
     inputs_digest,
     item_inputs,
     job_fingerprint,
     newer_inputs,
+    same_inputs,
 )
 from lpie_data.items import Produce, WorkItem
 from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
 from lpie_data.overlap import run_overlapped
-from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.records import Example, Later, example_pieces, finished, frame_pieces
 from lpie_data.runwriter import RunWriter, check_dtypes, record_entry, sidecar
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
@@ -106,7 +108,7 @@ def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
     return _write_part(produce(item), item, index, work)
 
 
-def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: str) -> int:
+def _write_part(examples: Iterable[Example | Later], item: WorkItem, index: int, work: str) -> int:
     """Write ``examples`` (all of ``item``'s) as its part file + sidecar, atomically; returns
     ``index``. A part of ``HASH_IN_WORKER_BYTES`` or more is hashed as it is written."""
     base = _part_path(work, index)
@@ -117,7 +119,7 @@ def _write_part(examples: Iterable[Example], item: WorkItem, index: int, work: s
     digest: Any = None
     total = 0
     with storage.open_file(tmp, "wb") as f:
-        for ex in examples:
+        for ex in map(finished, examples):
             pieces = frame_pieces(example_pieces(ex))
             for piece in pieces:  # written piece by piece: the images are not copied
                 f.write(bytes(piece) if remote and not isinstance(piece, bytes) else piece)
@@ -184,12 +186,14 @@ def _load_part(work: str, index: int, item: WorkItem,
                          f"{want}; {item.key} redone")
         return None
     if (stats is not None and newer_inputs(stats, storage.mtime_ns(base + ".json"))
-            and side.get("inputs") != inputs_digest(item)):
+            and not same_inputs(side.get("inputs"), item)):
         if notes is not None:
             notes.append(f"{item.key}: its input files changed since the interrupted run; redone")
         return None
     if digests is not None:
-        digests[index] = side.get("inputs", "")
+        recorded = side.get("inputs", "")  # hashed by an older lpie: the manifest's hash now
+        digests[index] = (recorded if recorded.startswith(CONTENT_HASH + ":")
+                          else inputs_digest(item))
     return part
 
 
@@ -334,7 +338,8 @@ def _manifest(name: str, command: str, arguments: dict[str, Any], fingerprint: d
         "command": command,
         "arguments": arguments,
         # The content of every input file: a source changed in place is noticed on a rerun.
-        "job": {**fingerprint, "inputs_sha256": combined_digest(digests)},
+        "job": {**fingerprint, "inputs_hash": CONTENT_HASH,
+                "inputs_sha256": combined_digest(digests)},
         "splits": {},
     }
     if extra:
@@ -350,7 +355,7 @@ def _digesting(produce: Produce) -> Produce:
     """``produce``, then the digest of the item's inputs (:func:`inputs_digest`, kept per file
     in the process): computed by the producing thread, it is ready when the writing thread,
     done with the item's examples, asks for it (the writer has the more work per item)."""
-    def run(item: WorkItem) -> Iterator[Example]:
+    def run(item: WorkItem) -> Iterator[Example | Later]:
         yield from produce(item)
         inputs_digest(item)
 

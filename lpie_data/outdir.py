@@ -14,7 +14,13 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import OutputError
-from lpie_data.fingerprint import combined_digest, inputs_digest, newer_inputs, same_job
+from lpie_data.fingerprint import (
+    FILE_HASHES,
+    combined_digest,
+    inputs_digest,
+    newer_inputs,
+    same_job,
+)
 from lpie_data.items import WorkItem
 from lpie_data.jsonfile import read_json
 from lpie_data.shards import (
@@ -73,7 +79,9 @@ def prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
         if recorded is None or not newer_inputs([s for st in stats for s in st],
                                                  storage.mtime_ns(manifest_path)):
             return "done"
-        if combined_digest([inputs_digest(it) for it in items]) == recorded:
+        name = job.get("inputs_hash", "sha256")  # as the dataset recorded its digests
+        if (name in FILE_HASHES
+                and combined_digest([inputs_digest(it, name) for it in items]) == recorded):
             if not storage.is_remote(manifest_path):  # the same content: hash it once only
                 os.utime(manifest_path)
             return "done"

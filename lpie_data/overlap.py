@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from lpie_data.items import Produce, WorkItem
-from lpie_data.records import Example
+from lpie_data.records import Example, Later
 
 #: ``write(examples, item, index, work) -> index``: stores one item's part files in ``work``.
-WritePart = Callable[[Iterable[Example], WorkItem, int, str], int]
+WritePart = Callable[[Iterable[Example | Later], WorkItem, int, str], int]
 
 
 class _Failed:
@@ -66,7 +66,7 @@ def run_overlapped(produce: Produce, write: WritePart, todo: Sequence[tuple[int,
         except BaseException as e:  # handed to the writer, which raises it
             put(_Failed(e))
 
-    def handed_over() -> Iterator[Example]:
+    def handed_over() -> Iterator[Example | Later]:
         while (entry := handoff.get()) is not _END:
             if isinstance(entry, _Failed):
                 raise entry.error

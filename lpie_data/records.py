@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -46,6 +46,22 @@ class Example:
     input: np.ndarray
     target: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Later:
+    """An example whose last steps are left to the thread that writes it: ``finish()`` returns
+    the :class:`Example`. With ``--jobs 1`` (:mod:`lpie_data.overlap`) the writing thread then
+    finishes one example (noise, tone map, encoding) while the producer makes the next."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[], Example]) -> None:
+        self.finish = finish
+
+
+def finished(ex: Example | Later) -> Example:
+    """``ex`` itself, or the Example a :class:`Later` stands for (computed now)."""
+    return ex.finish() if isinstance(ex, Later) else ex
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from lpie_data import storage
 from lpie_data.errors import DataError
 from lpie_data.fingerprint import inputs_digest
 from lpie_data.items import WorkItem
-from lpie_data.records import Example, example_pieces, frame_pieces
+from lpie_data.records import Example, Later, example_pieces, finished, frame_pieces
 
 #: The ``.sha256`` file of a closed run: ``{"sha256": hex, "bytes": n}``.
 RUN_DIGEST_SUFFIX = ".sha256"
@@ -94,13 +94,16 @@ class RunWriter:
     their own, with the same signature."""
 
     def __init__(self, shard_bytes: int,
-                 part_writer: Callable[[Iterable[Example], WorkItem, int, str], int]) -> None:
+                 part_writer: Callable[[Iterable[Example | Later], WorkItem, int, str], int]
+                 ) -> None:
         self.shard_bytes, self.part_writer = shard_bytes, part_writer
         self.runs: dict[str, _Run] = {}
         self.failed = False  # a write failed: part files from then on
 
-    def write(self, examples: Iterable[Example], item: WorkItem, index: int, work: str) -> int:
-        items = list(examples)  # the item's size decides its run (its arrays are held anyway)
+    def write(self, examples: Iterable[Example | Later], item: WorkItem, index: int,
+              work: str) -> int:
+        # The item's size decides its run (its arrays are held anyway).
+        items = [finished(ex) for ex in examples]
         framed = [frame_pieces(example_pieces(ex)) for ex in items]
         sizes = [sum(map(len, pieces)) for pieces in framed]
         total = sum(sizes)

@@ -106,6 +106,64 @@ def test_source_changed_during_an_interrupted_run_is_redone(tmp_path):
     assert _files(out) == _files(fresh)
 
 
+def test_input_digest_is_xxh3_of_each_file_content(tmp_path):
+    import hashlib
+
+    import xxhash
+
+    from lpie_data.fingerprint import inputs_digest
+
+    path = _sources(tmp_path / "src", n=1)[0]
+    item = _items([path])[0]
+    line = f"{path}\t8\t{xxhash.xxh3_128(path.read_bytes()).hexdigest()}\n"
+    assert inputs_digest(item) == "xxh3_128:" + hashlib.sha256(line.encode()).hexdigest()
+    line = f"{path}\t8\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+    assert inputs_digest(item, "sha256") == hashlib.sha256(line.encode()).hexdigest()
+
+
+def test_dataset_with_sha256_digests_of_an_older_lpie_is_still_checked(tmp_path):
+    """Datasets made before XXH3 recorded SHA-256 digests (no ``job.inputs_hash``): a rerun
+    compares with those, so a touched but unchanged source is no change, an edited one is."""
+    from lpie_data.fingerprint import combined_digest, inputs_digest
+
+    paths = _sources(tmp_path / "src")
+    out = tmp_path / "out"
+    _run(out, _items(paths))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["job"]["inputs_hash"] == "xxh3_128"
+    del manifest["job"]["inputs_hash"]
+    manifest["job"]["inputs_sha256"] = combined_digest(
+        [inputs_digest(it, "sha256") for it in _items(paths)])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    paths[1].write_bytes(paths[1].read_bytes())  # newer, same content: rehashed with SHA-256
+    assert _run(out, _items(paths)).noop
+    _touch_changed(paths[1], b"\x09" * 8)
+    with pytest.raises(OutputError, match=r"out: its input files changed"):
+        _run(out, _items(paths))
+
+
+def test_run_resumed_over_sha256_sidecars_of_an_older_lpie(tmp_path):
+    """Sidecars of an interrupted run made by an older lpie hold SHA-256 digests: unchanged
+    inputs are kept, changed ones redone, and the manifest records one hash for all."""
+    from lpie_data.fingerprint import inputs_digest
+
+    paths = _sources(tmp_path / "src")
+    out, gate = _interrupted_run(tmp_path, paths)
+    items = _items(paths)
+    for side in (out / WORK_DIR).glob("part-*.json"):
+        data = json.loads(side.read_text())
+        item = next(it for it in items if it.key == data["item"])
+        data["inputs"] = inputs_digest(item, "sha256")
+        side.write_text(json.dumps(data))
+    _touch_changed(paths[0], b"\x07" * 8)
+    gate.unlink()
+    summary = _run(out, _items(paths))
+    assert summary.items_resumed == 1  # item1: unchanged under its SHA-256 digest
+    fresh = tmp_path / "fresh"
+    _run(fresh, _items(paths))
+    assert _files(out) == _files(fresh)
+
+
 def test_fifo_input_is_refused_up_front(tmp_path):
     paths = _sources(tmp_path / "src")
     fifo = tmp_path / "src" / "frame.png"

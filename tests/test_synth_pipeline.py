@@ -15,6 +15,7 @@ from lpie_data import iter_pairs, read_manifest
 from lpie_data.cli import app
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.jobs import JobOptions
+from lpie_data.records import finished
 from lpie_data.synth import SynthConfig, synthesize, synthesize_pair
 from lpie_data.synth.blur import to_channels_first
 from lpie_data.synth.noise import NoiseParams
@@ -143,7 +144,8 @@ def test_fft_threads_do_not_change_the_pairs(tmp_path):
     item = items[0]
 
     def made(workers: int) -> list:
-        return list(produce(replace(item, args=replace(item.args, fft_workers=workers))))
+        return [finished(ex) for ex in produce(
+            replace(item, args=replace(item.args, fft_workers=workers)))]
 
     one, threaded = made(1), made(3)
     assert [e.key for e in threaded] == [e.key for e in one] == [
