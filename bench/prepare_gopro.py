@@ -71,7 +71,7 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
     from lpie_data import JobOptions, prepare_gopro
 
     def run() -> None:
-        lpie_data.fingerprint._file_sha256.cache_clear()  # a fresh command hashes its inputs
+        lpie_data.fingerprint._file_hash.cache_clear()  # a fresh command hashes its inputs
         shutil.rmtree(out, ignore_errors=True)
         prepare_gopro(root, out, job=JobOptions(jobs=1))
 

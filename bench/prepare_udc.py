@@ -79,7 +79,7 @@ def profile(root: Path, out: Path, tone_map: str, pairs: int) -> dict:
     encode = udc.ENCODINGS[tone_map]
 
     def run() -> None:
-        lpie_data.fingerprint._file_sha256.cache_clear()  # a fresh command hashes its inputs
+        lpie_data.fingerprint._file_hash.cache_clear()  # a fresh command hashes its inputs
         shutil.rmtree(out, ignore_errors=True)
         prepare_udc(root, out, patch=400, tone_map=tone_map, job=JobOptions(jobs=1))
 

@@ -22,6 +22,7 @@ Target: --jobs 1 <= 1.20 x the floor.
 Run: .venv/bin/python bench/synth.py [--repeat 5] [--sources 8]     # the command, per pair
      .venv/bin/python bench/synth.py --in-process [--repeats 10]     # the breakdown above
      .venv/bin/python bench/synth.py --quick                         # checks the script runs
+     .venv/bin/python bench/synth.py --profile [--sources 8]         # CPU per stage, by thread
 """
 
 from __future__ import annotations
@@ -52,7 +53,15 @@ from lpie_data.synth.sources import find_sources, load_source
 from lpie_data.synth.tonemap import encode_for_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perpair import Command, floor_cmd, lpie_data, measure, remover, report  # noqa: E402
+from perpair import (  # noqa: E402
+    Command,
+    floor_cmd,
+    lpie_data,
+    measure,
+    remover,
+    report,
+    stage_profile,
+)
 
 SIZE = 800
 SOURCE = 1200
@@ -225,6 +234,48 @@ def command(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def profile(args: argparse.Namespace) -> None:
+    """Where ``synth --jobs 1`` spends its time per pair, stage by stage and thread by thread
+    (the library call the command makes, in this process; bench/perpair.py's stage_profile)."""
+    import lpie_data.fingerprint
+    import lpie_data.runwriter
+    blur = sys.modules["lpie_data.synth.blur"]  # lpie_data.synth.blur is also a function
+    import lpie_data.synth.pipeline as pipeline
+    from lpie_data.synth.config import synth_config_from_toml
+
+    base = Path(tempfile.mkdtemp(prefix="bench-synth-profile-", dir=args.dir))
+    try:
+        psf = builtin_psf()
+        save_psf(base / "psf.npy", psf.kernel / psf.kernel.sum(axis=(0, 1)))
+        image = test_image()
+        (base / "src").mkdir()
+        for i in range(args.sources):
+            tiled = np.pad(np.roll(image, 97 * i, axis=1), ((0, SOURCE - SIZE),) * 2 + ((0, 0),),
+                           mode="symmetric")
+            np.save(base / "src" / f"{i:03d}.npy", np.ascontiguousarray(tiled))
+        (base / "synth.toml").write_text(
+            f"[synth]\ncrop = {SIZE}\npairs_per_image = {PAIRS_PER_IMAGE}\n"
+            'noise = "unprocessing"\ntone_map = "reinhard"\n')
+        config = synth_config_from_toml(base / "synth.toml")
+
+        def run() -> None:
+            lpie_data.fingerprint._file_hash.cache_clear()  # a fresh command hashes its inputs
+            shutil.rmtree(base / "out", ignore_errors=True)
+            synthesize(base / "out", sources=[base / "src"], psfs=[base / "psf.npy"],
+                       config=config, val_fraction=0.0, job=JobOptions(jobs=1))
+
+        result = stage_profile(run, [
+            (pipeline, "load_source"), (pipeline, "blur_crop"), (blur, "fill_window"),
+            (pipeline, "draws_normals_only"), (pipeline, "get_tone_map"),
+            (pipeline, "apply_noise"), (pipeline, "clipped_fraction"),
+            (pipeline, "encode_for_storage"), (lpie_data.runwriter.RunWriter, "write"),
+            (lpie_data.runwriter, "inputs_digest"), (lpie_data.jobs, "inputs_digest"),
+        ], args.sources * PAIRS_PER_IMAGE)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="command runs of each kind")
@@ -236,10 +287,14 @@ def main() -> None:
                         help="instead: the breakdown in one process")
     parser.add_argument("--repeats", type=int, default=10, help="--in-process repetitions")
     parser.add_argument("--json", action="store_true", help="--in-process: print JSON only")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: CPU per pair of each stage of --jobs 1, by thread")
     args = parser.parse_args()
     if args.quick:
         args.sources, args.repeat = 4, 1
-    if args.in_process:
+    if args.profile:
+        profile(args)
+    elif args.in_process:
         in_process(args)
     else:
         command(args)
