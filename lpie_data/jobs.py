@@ -14,10 +14,9 @@ Its fingerprint covers the command, arguments, items and the content of every in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,23 +28,19 @@ from lpie_data.fingerprint import (
     inputs_digest,
     item_inputs,
     job_fingerprint,
-    newer_inputs,
-    same_inputs,
 )
 from lpie_data.items import Produce, WorkItem
 from lpie_data.joiner import SplitJoiner
 from lpie_data.outdir import WORK_DIR, output_lock, prepare_out
 from lpie_data.overlap import run_overlapped
-from lpie_data.records import Example, Later, example_pieces, finished, frame_pieces
-from lpie_data.runwriter import RunWriter, check_dtypes, record_entry, sidecar
+from lpie_data.parts import do_item, load_part, write_part
+from lpie_data.records import Example, Later
+from lpie_data.runwriter import RunWriter
 from lpie_data.shards import (
     DEFAULT_SHARD_BYTES,
     FORMAT,
     FORMAT_VERSION,
-    HASH_IN_WORKER_BYTES,
     Part,
-    RecordInfo,
-    file_sha256,
     write_manifest,
 )
 from lpie_data.valuespace import manifest_value_space
@@ -96,105 +91,6 @@ class JobSummary:
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def _part_path(work: str, index: int) -> str:
-    return storage.join(work, f"part-{index:06d}")
-
-
-def _do_item(produce: Produce, item: WorkItem, index: int, work: str) -> int:
-    """Worker side: run ``produce`` and write the item's part file + sidecar atomically;
-    returns ``index``."""
-    return _write_part(produce(item), item, index, work)
-
-
-def _write_part(examples: Iterable[Example | Later], item: WorkItem, index: int, work: str) -> int:
-    """Write ``examples`` (all of ``item``'s) as its part file + sidecar, atomically; returns
-    ``index``. A part of ``HASH_IN_WORKER_BYTES`` or more is hashed as it is written."""
-    base = _part_path(work, index)
-    records = []
-    dtypes: tuple[str | None, str | None] = (None, None)
-    tmp = base + ".rec.tmp"
-    remote = storage.is_remote(work)
-    digest: Any = None
-    total = 0
-    with storage.open_file(tmp, "wb") as f:
-        for ex in map(finished, examples):
-            pieces = frame_pieces(example_pieces(ex))
-            for piece in pieces:  # written piece by piece: the images are not copied
-                f.write(bytes(piece) if remote and not isinstance(piece, bytes) else piece)
-                if digest is not None:
-                    digest.update(piece)
-            size = sum(map(len, pieces))
-            del pieces
-            total += size
-            if digest is None and total >= HASH_IN_WORKER_BYTES and not remote:
-                # A large part likely becomes a shard of its own (hard-linked, not copied):
-                # hash it here, in parallel with the other workers. The records so far are
-                # read back once (still in the page cache), the rest hashed as written.
-                f.flush()
-                with open(tmp, "rb") as written:
-                    digest = hashlib.file_digest(written, "sha256")
-            records.append(record_entry(ex, size))
-            dtypes = check_dtypes(item, dtypes, ex)
-    if digest is not None:
-        sha = digest.hexdigest()
-    else:
-        sha = file_sha256(tmp) if total >= HASH_IN_WORKER_BYTES else None
-    storage.rename(tmp, base + ".rec")
-    storage.write_atomic(base + ".json", sidecar(item, dtypes, records, sha))
-    return index
-
-
-def _load_part(work: str, index: int, item: WorkItem,
-               stats: Sequence[tuple[str, int, int]] | None = None,
-               notes: list[str] | None = None, digests: dict[int, str] | None = None
-               ) -> Part | None:
-    """The finished part of ``item``, or None where it must be (re)done.
-
-    A part is redone when its files are missing, its sidecar is damaged or its record file has
-    another size than the sidecar says (with a note in ``notes``), or when ``stats`` (the
-    item's input files) shows a file modified after the part was made whose content differs.
-    ``digests[index]`` receives the content digest of the part's inputs.
-    """
-    base = _part_path(work, index)
-    if not storage.exists(base + ".json"):
-        return None
-    try:
-        with storage.open_file(base + ".json", "rb") as f:
-            side = json.loads(f.read())
-        recs = tuple(RecordInfo(r["key"], r["size"], tuple(r["input_range"]),
-                                tuple(r["target_range"])) for r in side["records"])
-        if side["item"] != item.key or side["split"] != item.split:
-            return None
-        # A --jobs 1 item lives in a run file shared with the items after it (runwriter).
-        path = storage.join(work, side["file"]) if "file" in side else base + ".rec"
-        offset = int(side.get("offset", 0))
-        part = Part(path, item.split, side["input_dtype"], side["target_dtype"], recs,
-                    side.get("sha256"), offset)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-        if notes is not None:
-            notes.append(f"{base}.json: damaged part file ({type(e).__name__}); {item.key} redone")
-        return None
-    if not storage.exists(path):
-        return None
-    have, want = storage.size(path), offset + part.size
-    # a part file holds exactly its item; a run file at least up to the item's end
-    if (have != want) if path == base + ".rec" else (have < want):
-        if notes is not None:
-            notes.append(f"{path}: {have} bytes, the sidecar {base}.json says "
-                         f"{want}; {item.key} redone")
-        return None
-    if (stats is not None and newer_inputs(stats, storage.mtime_ns(base + ".json"))
-            and not same_inputs(side.get("inputs"), item)):
-        if notes is not None:
-            notes.append(f"{item.key}: its input files changed since the interrupted run; redone")
-        return None
-    if digests is not None:
-        recorded = side.get("inputs", "")  # hashed by an older lpie: the manifest's hash now
-        digests[index] = (recorded if recorded.startswith(CONTENT_HASH + ":")
-                          else inputs_digest(item))
-    return part
 
 
 def run_job(
@@ -274,7 +170,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
     parts: dict[int, Part] = {}
     digests: dict[int, str] = {}
     for index, item in enumerate(items):
-        part = _load_part(work, index, item, inputs[index], summary.notes, digests)
+        part = load_part(work, index, item, inputs[index], summary.notes, digests)
         if part is not None:
             parts[index] = part
     summary.items_resumed = len(parts)
@@ -299,7 +195,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
         join_ready()
         for index in (_parallel(produce, todo, work, jobs, backend, scheduler, shard_bytes)
                       if todo else ()):
-            part = _load_part(work, index, items[index], digests=digests)
+            part = load_part(work, index, items[index], digests=digests)
             if part is None:
                 raise DataError(f"{items[index].key}: worker finished but left no part file")
             parts[index] = part
@@ -364,7 +260,7 @@ def _digesting(produce: Produce) -> Produce:
 
 def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, jobs: int,
               backend: str, scheduler: str | None, shard_bytes: int) -> Iterator[int]:
-    """Run ``_do_item`` over ``todo`` on ``backend``; yield each item's index once its part
+    """Run ``do_item`` over ``todo`` on ``backend``; yield each item's index once its part
     is stored. In this process (``jobs=1`` or one item), writing overlaps producing, and on a
     local work folder the items go straight into the files that become the shards
     (:mod:`lpie_data.runwriter`)."""
@@ -372,9 +268,9 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
 
     if backend != "dask" and (jobs == 1 or len(todo) == 1):
         if storage.is_remote(work):
-            yield from run_overlapped(_digesting(produce), _write_part, todo, work)
+            yield from run_overlapped(_digesting(produce), write_part, todo, work)
             return
-        writer = RunWriter(shard_bytes, _write_part)
+        writer = RunWriter(shard_bytes, write_part)
         try:
             yield from run_overlapped(_digesting(produce), writer.write, todo, work)
         except BaseException:
@@ -382,5 +278,5 @@ def _parallel(produce: Produce, todo: list[tuple[int, WorkItem]], work: str, job
             raise
         writer.close()
         return
-    yield from run_items(_do_item, produce, todo, work, jobs=jobs, backend=backend,
+    yield from run_items(do_item, produce, todo, work, jobs=jobs, backend=backend,
                          scheduler=scheduler)

@@ -20,50 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import numpy as np
 
 from lpie_data import storage
-from lpie_data.errors import DataError
-from lpie_data.fingerprint import inputs_digest
 from lpie_data.items import WorkItem
+from lpie_data.parts import check_dtypes, record_entry, sidecar
 from lpie_data.records import Example, Later, example_pieces, finished, frame_pieces
 
 #: The ``.sha256`` file of a closed run: ``{"sha256": hex, "bytes": n}``.
 RUN_DIGEST_SUFFIX = ".sha256"
-
-
-def value_range(a: np.ndarray) -> tuple[float, float]:
-    """(min, max) of a stored image in [0, 1] units for uint8 / uint16, as is for floats."""
-    scale = {"uint8": 255.0, "uint16": 65535.0}.get(a.dtype.name, 1.0)
-    return float(a.min()) / scale, float(a.max()) / scale
-
-
-def record_entry(ex: Example, size: int) -> dict[str, Any]:
-    """How an item's sidecar describes one of its records (framed ``size`` bytes)."""
-    return {"key": ex.key, "size": size, "input_range": value_range(ex.input),
-            "target_range": value_range(ex.target)}
-
-
-def check_dtypes(item: WorkItem, dtypes: tuple[str | None, str | None], ex: Example
-                 ) -> tuple[str, str]:
-    """``ex``'s (input, target) storage dtypes; DataError when they differ from ``dtypes``,
-    those of the item's examples before it ((None, None) for its first)."""
-    this = (ex.input.dtype.name, ex.target.dtype.name)
-    if dtypes != (None, None) and this != dtypes:
-        raise DataError(f"{item.key}: examples mix storage dtypes {dtypes} and {this}")
-    return this
-
-
-def sidecar(item: WorkItem, dtypes: tuple[str | None, str | None],
-            records: list[dict[str, Any]], sha: str | None, **where: Any) -> bytes:
-    """An item's sidecar (``part-NNNNNN.json``): its records, dtypes, the sha256 of its own part
-    file (None when not computed or in a run file) and its inputs' content digest; ``where``:
-    the run file and offset of an item stored in one."""
-    return json.dumps({"item": item.key, "split": item.split, "input_dtype": dtypes[0],
-                       "target_dtype": dtypes[1], "records": records, "sha256": sha,
-                       "inputs": inputs_digest(item), **where}).encode()
 
 
 def run_digest(path: str) -> str | None:

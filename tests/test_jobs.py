@@ -162,9 +162,9 @@ def test_unknown_backend(tmp_path, logs):
 def test_worker_side_hash_gives_the_same_dataset(tmp_path, logs, monkeypatch):
     ref = tmp_path / "ref"
     _run(ref, _items(logs))
-    import lpie_data.jobs
+    import lpie_data.parts
 
-    monkeypatch.setattr(lpie_data.jobs, "HASH_IN_WORKER_BYTES", 0)  # workers hash every part
+    monkeypatch.setattr(lpie_data.parts, "HASH_IN_WORKER_BYTES", 0)  # workers hash every part
     out = tmp_path / "out"
     _run(out, _items(logs))
     assert _files(out) == _files(ref)

@@ -9,10 +9,11 @@ import threading
 import numpy as np
 import pytest
 
-import lpie_data.jobs
+import lpie_data.parts
 from lpie_data.errors import DataError
-from lpie_data.jobs import JobOptions, WorkItem, _write_part, run_job
+from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.joiner import SplitJoiner
+from lpie_data.parts import write_part
 from lpie_data.records import Example, encode_example, example_pieces, read_records
 from lpie_data.shards import Part, RecordInfo, plan_split
 
@@ -36,10 +37,10 @@ def test_contiguous_images_are_written_from_their_own_memory():
 @pytest.mark.parametrize("threshold", [0, 1, 30_000, 10**9])
 def test_part_hash_written_on_the_way_equals_the_file_hash(tmp_path, monkeypatch, threshold):
     # Each record is ~14.5 KB: 30 000 starts hashing after the third record (catching up).
-    monkeypatch.setattr(lpie_data.jobs, "HASH_IN_WORKER_BYTES", threshold)
+    monkeypatch.setattr(lpie_data.parts, "HASH_IN_WORKER_BYTES", threshold)
     examples = [_example(f"k{i}", i, (40, 60, 3)) for i in range(5)]
     item = WorkItem("item", "train", None)
-    assert _write_part(iter(examples), item, 7, str(tmp_path)) == 7
+    assert write_part(iter(examples), item, 7, str(tmp_path)) == 7
     data = (tmp_path / "part-000007.rec").read_bytes()
     side = json.loads((tmp_path / "part-000007.json").read_text())
     assert sum(r["size"] for r in side["records"]) == len(data)
