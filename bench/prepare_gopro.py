@@ -66,6 +66,7 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
     import lpie_data.fingerprint
     import lpie_data.jobs
     import lpie_data.joiner
+    import lpie_data.parts
     import lpie_data.pngfile
     import lpie_data.runwriter
     from lpie_data import JobOptions, prepare_gopro
@@ -78,7 +79,8 @@ def profile(root: Path, out: Path, pairs: int) -> dict:
     return stage_profile(run, [
         (lpie_data.pngfile, "read_bytes"), (lpie_data.pngfile, "decode_png"),
         (lpie_data.runwriter.RunWriter, "write"), (lpie_data.jobs, "inputs_digest"),
-        (lpie_data.jobs, "frame_pieces"), (lpie_data.runwriter, "value_range"),
+        (lpie_data.parts, "inputs_digest"),
+        (lpie_data.runwriter, "frame_pieces"), (lpie_data.parts, "value_range"),
         (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
     ], pairs)
 

@@ -72,6 +72,7 @@ def profile(root: Path, out: Path, tone_map: str, pairs: int) -> dict:
     import lpie_data.fingerprint
     import lpie_data.jobs
     import lpie_data.joiner
+    import lpie_data.parts
     import lpie_data.runwriter
     import lpie_data.sources.udc as udc
     from lpie_data import JobOptions, prepare_udc
@@ -89,7 +90,8 @@ def profile(root: Path, out: Path, tone_map: str, pairs: int) -> dict:
         result = stage_profile(run, [
             (udc, "load_hdr"), (udc, "ENCODINGS_TIMED"),
             (lpie_data.runwriter.RunWriter, "write"), (lpie_data.jobs, "inputs_digest"),
-            (lpie_data.jobs, "frame_pieces"), (lpie_data.runwriter, "value_range"),
+            (lpie_data.parts, "inputs_digest"),
+            (lpie_data.runwriter, "frame_pieces"), (lpie_data.parts, "value_range"),
             (lpie_data.joiner.SplitJoiner, "add"), (lpie_data.joiner.SplitJoiner, "finish"),
         ], pairs)
     finally:

@@ -238,6 +238,7 @@ def profile(args: argparse.Namespace) -> None:
     """Where ``synth --jobs 1`` spends its time per pair, stage by stage and thread by thread
     (the library call the command makes, in this process; bench/perpair.py's stage_profile)."""
     import lpie_data.fingerprint
+    import lpie_data.parts
     import lpie_data.runwriter
     blur = sys.modules["lpie_data.synth.blur"]  # lpie_data.synth.blur is also a function
     import lpie_data.synth.pipeline as pipeline
@@ -269,7 +270,7 @@ def profile(args: argparse.Namespace) -> None:
             (pipeline, "draws_normals_only"), (pipeline, "get_tone_map"),
             (pipeline, "apply_noise"), (pipeline, "clipped_fraction"),
             (pipeline, "encode_for_storage"), (lpie_data.runwriter.RunWriter, "write"),
-            (lpie_data.runwriter, "inputs_digest"), (lpie_data.jobs, "inputs_digest"),
+            (lpie_data.parts, "inputs_digest"), (lpie_data.jobs, "inputs_digest"),
         ], args.sources * PAIRS_PER_IMAGE)
     finally:
         shutil.rmtree(base, ignore_errors=True)
