@@ -94,6 +94,40 @@ def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
     assert y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
 
 
+_PARITY_PEAK = """
+import resource, sys
+import numpy as np
+from lpie_model import build_lpienet, export
+model = build_lpienet("base")
+model.load_weights(sys.argv[1])
+content = open(sys.argv[2], "rb").read()
+image = np.random.default_rng(0).random((720, 1280, 3), dtype=np.float32)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = export.parity_report(model, content, "fp32", [("noise", image)], num_threads=1)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(report["max_abs_diff"], (peak - before) / 1024)
+"""
+
+
+def test_parity_of_a_large_export_runs_keras_as_one_graph(model, tmp_path):
+    """The parity check's Keras reference is one traced graph: called eagerly, Keras kept every
+    intermediate (~10.7 GB for one 1080 x 1920 image of the base network, ~4.7 GB at 720 x 1280;
+    a 4K export could not be checked at all). A fresh process checking a 720 x 1280 export
+    grows by ~1 GB now."""
+    import subprocess
+    import sys
+
+    content = cv.convert(model, size=(720, 1280))
+    (tmp_path / "m.tflite").write_bytes(content)
+    model.save_weights(tmp_path / "m.weights.h5")
+    out = subprocess.run([sys.executable, "-c", _PARITY_PEAK, str(tmp_path / "m.weights.h5"),
+                          str(tmp_path / "m.tflite")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    max_abs_diff, grown_mib = float(out[-2]), float(out[-1])
+    assert max_abs_diff <= 1e-4
+    assert grown_mib < 2500, f"the parity check grew the process by {grown_mib:.0f} MiB"
+
+
 def test_calibration_twin_size_known_answers():
     assert cv.calibration_twin_size((1080, 1920), (256, 256)) == (256, 256)
     # Same remainder modulo the pooling factor as the export: the same ops (pad or not).
