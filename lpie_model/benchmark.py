@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,13 +290,19 @@ def run_benchmark(
     runs: int = 5,
     warmup: int = 2,
     progress: Progress | None = None,
+    build: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`lpie-model benchmark`: a .tflite file (`benchmark_tflite_file`), a trained model (run
     folder, .weights.h5, .keras) or, with `model` None, an untrained `variant` built with seed 0
     (weights do not change the speed) through `benchmark`. Empty `precisions`: MACs only.
 
+    `build`: the architecture of a bare `.weights.h5` (`lpie_model.checkpoint.load_model`).
+
     Returns `benchmark`'s dict with "name": what was measured, for titles.
     """
+    if build is not None and (model is None or Path(model).suffix == ".tflite"):
+        raise ConfigError("--arch gives bare .weights.h5 their architecture; without MODEL use "
+                          "--variant, a .tflite file holds its own")
     if model is not None and Path(model).suffix == ".tflite":
         result = benchmark_tflite_file(model, sizes=sizes, threads=threads, runs=runs,
                                        warmup=warmup, progress=progress)
@@ -307,7 +313,7 @@ def run_benchmark(
     from lpie_model.lpienet import build_lpienet
 
     if model is not None:
-        net, name = load_model(model), str(model)
+        net, name = load_model(model, build), str(model)
     else:
         keras.utils.set_random_seed(0)
         net, name = build_lpienet(variant), f"LPIENet {variant} (untrained)"

@@ -69,6 +69,21 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def architecture(text: str) -> dict[str, Any]:
+    """The build options `--arch` gives bare weights: a `model.json` file's path, or its JSON
+    object itself (e.g. '{"variant": "base", "activation": "elu"}'); ConfigError otherwise."""
+    if Path(text).is_file():
+        return read_config(text)
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--arch: neither a file nor a JSON object of build options ({e})"
+                          ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"--arch: expected a JSON object of build options, got {text!r}")
+    return config
+
+
 def load_model(path: str | Path, build: Mapping[str, Any] | None = None) -> keras.Model:
     """Loads a trained LPIENet for inference.
 
@@ -81,7 +96,8 @@ def load_model(path: str | Path, build: Mapping[str, Any] | None = None) -> kera
     `build`: the architecture (build options, as in `model.json`) of a `.weights.h5` that has no
     `model.json` next to it. Without either, loading is refused: weights of a ReLU or
     `irb_second_input="y"` network have the same shapes as the defaults' and would load silently
-    into the wrong network.
+    into the wrong network. With both, or for a `.keras` file, it is refused too (the file's own
+    architecture would be overridden).
 
     Returns:
         The dynamic-size model; its build options are attached as `model.lpie_config` and the
@@ -102,20 +118,26 @@ def load_model(path: str | Path, build: Mapping[str, Any] | None = None) -> kera
         weights = path
         config_path = path.parent / CONFIG_FILE
     elif path.suffix == ".keras":
+        if build is not None:
+            raise DataError(f"{path}: a .keras file holds its architecture; leave --arch out")
         return _load_keras_file(path)
     else:
         raise DataError(f"{path}: expected a run directory, a .weights.h5 file or a .keras file")
     if not weights.is_file():
         raise DataError(f"{weights}: no such file")
+    if build is not None and config_path.is_file():
+        raise DataError(f"{weights}: {config_path} gives these weights their architecture; "
+                        "leave --arch out (it is for weights without a model.json)")
     if build is not None:
-        config, where = dict(build), "architecture"
+        config, where = dict(build), "--arch"
     elif config_path.is_file():
         config, where = read_config(config_path), str(config_path)
     else:
         raise DataError(
             f"{weights}: no {CONFIG_FILE} next to these weights, so their architecture is unknown "
             f"(ReLU or irb_second_input 'y' weights fit the default network too); put the run's "
-            f'{CONFIG_FILE} next to them, e.g. {{"variant": "base", "activation": "elu"}}'
+            f'{CONFIG_FILE} next to them or give it with --arch, e.g. --arch '
+            f"'{{\"variant\": \"base\", \"activation\": \"elu\"}}'"
         )
     value_space = config.pop("value_space", None)
     if value_space is not None:

@@ -15,7 +15,15 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
-from lpie_model.cli_options import InputSpace, ModelArg, ScoreSpace, ThreadsOpt, handle_errors
+from lpie_model.cli_options import (
+    ArchOpt,
+    InputSpace,
+    ModelArg,
+    ScoreSpace,
+    ThreadsOpt,
+    arch_build,
+    handle_errors,
+)
 
 
 @handle_errors
@@ -41,6 +49,7 @@ def evaluate_cmd(
         ),
     ] = ScoreSpace.stored,  # type: ignore[attr-defined]
     threads: ThreadsOpt = None,
+    arch: ArchOpt = None,
 ) -> None:
     """Score a model on a dataset split: PSNR/SSIM of its output next to the degraded input's.
 
@@ -55,7 +64,7 @@ def evaluate_cmd(
     from lpie_model.evaluate import evaluate, write_csv
     from lpie_model.runtime import open_runner
 
-    runner = open_runner(model, threads=threads)
+    runner = open_runner(model, threads=threads, build=arch_build(arch))
     with progress_bar("evaluate") as update:
         result = evaluate(runner, data, split, model_name=str(model), limit=limit,
                           space=space.value,
@@ -110,6 +119,7 @@ def enhance_cmd(
         ),
     ] = None,
     threads: ThreadsOpt = None,
+    arch: ArchOpt = None,
 ) -> None:
     """Restore photos of any size, keeping each one's size, bit depth and file format.
 
@@ -130,7 +140,7 @@ def enhance_cmd(
                              input_space=input_space.value if input_space else "")
     sources = expand_inputs(images)
     plan(sources, out, options)  # refuse clashes before loading the model
-    runner = open_runner(model, threads=threads)
+    runner = open_runner(model, threads=threads, build=arch_build(arch))
     with progress_bar("enhance", total=len(sources)) as update:
         report = enhance_images(runner, sources, out, options, progress=update)
     for note in report.notes:

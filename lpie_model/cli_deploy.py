@@ -16,7 +16,7 @@ from lpie_data.console import (
     progress_bar,
     quiet_tensorflow,
 )
-from lpie_model.cli_options import handle_errors
+from lpie_model.cli_options import ArchOpt, arch_build, handle_errors
 from lpie_model.config import VARIANTS
 from lpie_model.convert import IOType, Precision
 
@@ -64,6 +64,7 @@ def export_cmd(
             "any-size exports and sizes from ~1 Mpx.",
         ),
     ] = MemoryLayout.auto,
+    arch: ArchOpt = None,
 ) -> None:
     """Export a trained LPIENet to TFLite (builtin ops only) and check it against Keras.
 
@@ -87,6 +88,7 @@ def export_cmd(
             model, out, precision=precision.value, size=fixed, io=io.value,
             calibration=calibration, calibration_split=calibration_split,
             calibration_count=calibration_count, overwrite=overwrite, memory=memory.value,
+            build=arch_build(arch),
             progress=lambda _stage, done, total: update(done, total, description="calibrating"),
         )
     for note in outcome.notes:
@@ -152,6 +154,7 @@ def benchmark_cmd(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write all results as JSON.")
     ] = None,
+    arch: ArchOpt = None,
 ) -> None:
     """Parameters, multiply-adds and TFLite latency/peak memory per input size and precision.
 
@@ -181,7 +184,7 @@ def benchmark_cmd(
 
         result = bm.run_benchmark(
             model, variant=variant.value, sizes=size_list, precisions=chosen, threads=threads,
-            runs=runs, warmup=warmup, progress=step,
+            runs=runs, warmup=warmup, progress=step, build=arch_build(arch),
         )
     m = result["machine"]
     params = f"{result['params']:,} params, " if result["params"] else ""

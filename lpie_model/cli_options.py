@@ -21,6 +21,14 @@ ModelArg = Annotated[
         exists=True, help="A training run folder, a .weights.h5, a .keras or a .tflite file."
     ),
 ]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--arch",
+        help="Architecture of a .weights.h5 without model.json next to it: a model.json file, or "
+        "its JSON (e.g. '{\"variant\": \"base\", \"activation\": \"elu\"}').",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="LiteRT interpreter threads (.tflite models).")
 ]
@@ -29,3 +37,12 @@ InputSpace = StrEnum("InputSpace", {name: name for name in VALUE_SPACES})  # typ
 ScoreSpace = StrEnum(  # type: ignore[misc]
     "ScoreSpace", {"stored": "stored", **{name: name for name in VALUE_SPACES}}
 )
+
+
+def arch_build(arch: str | None) -> dict | None:
+    """``--arch``'s build options (None when not given); ConfigError for a bad value."""
+    if arch is None:
+        return None
+    from lpie_model.checkpoint import architecture
+
+    return architecture(arch)

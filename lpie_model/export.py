@@ -6,7 +6,7 @@ on real images and writes the report next to it; `export_model` is the whole
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,10 +200,12 @@ def export_model(
     overwrite: bool = False,
     progress: Progress | None = None,
     memory: str = "auto",
+    build: Mapping[str, Any] | None = None,
 ) -> ExportOutcome:
     """`lpie-model export`: loads a trained model (run folder, .weights.h5 or .keras), chooses
     its parity and calibration images (`lpie_model.samples.export_inputs`: from the
-    `calibration` dataset, else the built-in sample photos) and runs `export_tflite`.
+    `calibration` dataset, else the built-in sample photos) and runs `export_tflite`. `build`:
+    the architecture of bare weights (`lpie_model.checkpoint.load_model`).
 
     Raises:
         ConfigError, ExportError, OutputError (see `export_tflite`); DataError, ConfigError from
@@ -216,7 +218,7 @@ def export_model(
     low_memory_layout(memory, size)  # a bad layout name fails before the model loads
     if not overwrite and storage.exists(str(out)):
         raise OutputError(f"{out}: exists (pass overwrite to replace it)")
-    net = load_model(model)
+    net = load_model(model, build)
     parity, cal, notes = export_inputs(
         net, precision=precision, size=size, calibration=calibration, split=calibration_split,
         count=calibration_count,

@@ -9,7 +9,7 @@ a runner is `lpie_model.runner.predict`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -211,15 +211,19 @@ def unrecorded_space_note(runner: Runner) -> str | None:
             "fed to it as stored, with no value-space conversion")
 
 
-def open_runner(path: str | Path, *, threads: int | None = None) -> Runner:
+def open_runner(path: str | Path, *, threads: int | None = None,
+                build: Mapping[str, Any] | None = None) -> Runner:
     """A Runner for a run directory, `.weights.h5`, `.keras` (Keras) or `.tflite` (LiteRT) file.
 
     `threads` sets the LiteRT interpreter's thread count (None: its default); Keras uses
-    TensorFlow's own thread pools. Raises DataError / ConfigError naming the file.
+    TensorFlow's own thread pools. `build`: the architecture of bare weights (`load_model`).
+    Raises DataError / ConfigError naming the file.
     """
     path = Path(path)
     if path.suffix == ".tflite":
+        if build is not None:
+            raise DataError(f"{path}: a .tflite file holds its architecture; leave --arch out")
         return LiteRTRunner(path, threads)
     from lpie_model.checkpoint import load_model
 
-    return KerasRunner(load_model(path), description=f"Keras {path.name}")
+    return KerasRunner(load_model(path, build), description=f"Keras {path.name}")

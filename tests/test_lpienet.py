@@ -161,6 +161,47 @@ def test_weights_without_their_model_json_are_refused(tmp_path, options):
     assert given.lpie_value_space is None
 
 
+def test_arch_gives_bare_weights_their_architecture_from_the_cli(tmp_path):
+    """`--arch` (a model.json or its JSON) loads bare ReLU weights into the ReLU network, for
+    every command that takes MODEL; it is refused where the file holds its own architecture."""
+    from typer.testing import CliRunner
+
+    from lpie_model.checkpoint import architecture
+    from lpie_model.cli import app
+    from lpie_model.runtime import open_runner
+
+    keras.utils.set_random_seed(3)
+    options = {"widths": [4, 8, 4], "activation": "relu"}
+    model = build_lpienet(**options)
+    bare = tmp_path / "w.weights.h5"
+    model.save_weights(bare)
+    spec = tmp_path / "arch.json"
+    spec.write_text(json.dumps(options))
+    assert architecture(str(spec)) == architecture(json.dumps(options)) == options
+    x = np.random.default_rng(0).random((16, 20, 3), dtype=np.float32)
+    runner = open_runner(bare, build=architecture(str(spec)))
+    np.testing.assert_allclose(runner.run(x), model(x[None]).numpy()[0], atol=1e-6)
+
+    out = tmp_path / "w.tflite"
+    result = CliRunner().invoke(app, ["export", str(bare), "--out", str(out), "--size", "16x20",
+                                      "--arch", json.dumps(options)])
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+    bench = CliRunner().invoke(app, ["benchmark", str(bare), "--arch", str(spec), "--size",
+                                     "16x16", "--no-latency"])
+    assert bench.exit_code == 0, bench.output
+
+    bad = CliRunner().invoke(app, ["export", str(bare), "--out", str(tmp_path / "b.tflite"),
+                                   "--arch", "{variant: base"])
+    assert bad.exit_code == 1 and "--arch: neither a file nor a JSON object" in bad.output
+    assert not (tmp_path / "b.tflite").exists()
+    write_config(tmp_path, options)  # now the weights have their model.json
+    with pytest.raises(DataError, match=r"model.json gives these weights their architecture"):
+        load_model(bare, build=options)
+    with pytest.raises(DataError, match=r"w.tflite: a .tflite file holds its architecture"):
+        open_runner(out, build=options)
+
+
 @pytest.mark.parametrize("hw", [(37, 53), (30, 13), (3, 6)])
 def test_in_model_padding_reflects_like_the_runner(base, hw):
     """An odd-sized input gives the output of its reflect-padded version, cropped back."""
