@@ -78,12 +78,3 @@ def test_cli_errors_are_clean():
     result = CliRunner().invoke(app, ["benchmark", "--size", "12", "--no-latency"])
     assert result.exit_code == 1 and "HxW" in result.output
 
-
-def test_every_command_has_help_with_example():
-    runner = CliRunner()
-    names = [c.name for c in app.registered_commands]
-    assert {"export", "benchmark"} <= set(names)
-    for name in names:
-        result = runner.invoke(app, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert "Example:" in result.output, name

@@ -21,7 +21,6 @@ from lpie_data.calibrate import (
     read_noise_file,
 )
 from lpie_data.cli import app
-from lpie_data.cli_calibrate import calibrate_app
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.jobs import JobOptions
 from lpie_data.synth import SynthConfig, synthesize
@@ -271,14 +270,6 @@ def test_calibrate_psf_then_noise_then_synth_matches_the_noise_curve(tmp_path):
         assert within(original[1] * x + original[2], want, 0.10), (x, original)
         assert within(remade[1] * x + remade[2], original[1] * x + original[2], 0.10), (
             x, original, remade)
-
-
-def test_every_calibrate_command_has_help_with_example():
-    names = [c.name for c in calibrate_app.registered_commands]
-    assert set(names) == {"noise", "psf"}
-    for name in names:
-        r = runner.invoke(app, ["calibrate", name, "--help"])
-        assert r.exit_code == 0 and "Example: lpie-data calibrate" in r.output, name
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -73,8 +73,11 @@ def test_help_renders_ends_with_an_example_and_shows_no_type_for_flags(prog: str
 
 def test_every_command_is_reached():
     paths = {p for _, p in HELP_CASES}
-    assert {"lpie-data prepare sidd", "lpie-data psf show", "lpie-data calibrate noise",
-            "lpie-model train", "lpie-model export", "lpie-model benchmark"} <= paths
+    assert {"lpie-data prepare sidd", "lpie-data prepare udc", "lpie-data prepare gopro",
+            "lpie-data synth", "lpie-data psf simulate", "lpie-data psf show",
+            "lpie-data calibrate noise", "lpie-data calibrate psf", "lpie-data extract",
+            "lpie-model train", "lpie-model export", "lpie-model benchmark",
+            "lpie-model evaluate", "lpie-model enhance"} <= paths
 
 
 def test_help_shows_values_only_where_an_option_takes_one():

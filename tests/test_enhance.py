@@ -255,13 +255,6 @@ def test_bad_tiling_options_are_refused(tmp_path, conv_keras):
     assert result.exit_code == 1 and "half the tile" in result.output
 
 
-@pytest.mark.parametrize("command", ["enhance", "evaluate"])
-def test_help_ends_with_an_example(command):
-    result = cli.invoke(app, [command, "--help"])
-    assert result.exit_code == 0
-    assert f"Example: lpie-model {command}" in result.output
-
-
 # --------------------------------------------------------------------------- value spaces
 
 

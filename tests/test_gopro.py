@@ -207,7 +207,3 @@ def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     r = prepare(root, tmp_path / "cli2", jobs=2)
     assert r.exit_code == 0, r.output
 
-
-def test_help_ends_with_an_example() -> None:
-    r = runner.invoke(app, ["prepare", "gopro", "--help"])
-    assert r.exit_code == 0 and "Example: lpie-data prepare gopro" in r.output

@@ -186,12 +186,6 @@ def test_psf_cli_simulate_and_show(tmp_path):
     assert r.exit_code == 1 and "neg.npy" in r.output
 
 
-@pytest.mark.parametrize("command", [["psf", "simulate"], ["psf", "show"], ["synth"]])
-def test_help_ends_with_an_example(command):
-    r = runner.invoke(app, [*command, "--help"])
-    assert r.exit_code == 0 and "Example: lpie-data" in r.output
-
-
 # --- off-centre PSFs --------------------------------------------------------------------------
 
 

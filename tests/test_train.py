@@ -313,12 +313,6 @@ def test_run_folder_rules(tmp_path: Path, ramps: str) -> None:
         check_run_dir(other, str(run), resume=True)
 
 
-def test_train_help_ends_with_an_example() -> None:
-    result = runner.invoke(app, ["train", "--help"])
-    assert result.exit_code == 0
-    assert "Example: lpie-model train recipes/smoke.toml" in " ".join(result.output.split())
-
-
 # --------------------------------------------------------------------------- value spaces
 
 

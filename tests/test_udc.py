@@ -291,7 +291,3 @@ def test_worker_rechecks_files_changed_after_planning(tmp_path: Path) -> None:
     expected = udc.reinhard_uint16(gt[:PATCH, :PATCH])
     np.testing.assert_array_equal(next(iter(udc.produce(items[1]))).target, expected)
 
-
-def test_help_ends_with_an_example() -> None:
-    r = runner.invoke(app, ["prepare", "udc", "--help"])
-    assert r.exit_code == 0 and "Example: lpie-data prepare udc" in r.output
