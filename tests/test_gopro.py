@@ -206,4 +206,3 @@ def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     assert outs[0] == outs[1]
     r = prepare(root, tmp_path / "cli2", jobs=2)
     assert r.exit_code == 0, r.output
-
