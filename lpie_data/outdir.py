@@ -98,8 +98,10 @@ def prepare_out(out: str, fingerprint: dict, overwrite: bool, name: str,
             f"{out}: holds a dataset made by '{previous.get('command', '?')}' with other "
             "arguments or inputs; use another --out, or --overwrite to replace it"
         )
+    from lpie_data.tfds_info import TFDS_FILES
+
     for entry in entries:
-        if entry == MANIFEST or ".tfrecord-" in entry:
+        if entry == MANIFEST or ".tfrecord-" in entry or entry in TFDS_FILES:
             storage.remove(storage.join(out, entry))
     remove_tmp(out)
     if storage.exists(storage.join(out, WORK_DIR)):

@@ -29,6 +29,8 @@ from lpie_data.shards import read_manifest
 
 DATASET_INFO = "dataset_info.json"
 FEATURES = "features.json"
+#: The files that describe a dataset to TFDS (removed with the dataset by ``--overwrite``).
+TFDS_FILES = (FEATURES, DATASET_INFO)
 TFDS_FILES = (DATASET_INFO, FEATURES)
 #: How lpie's shard names look to TFDS (``sidd-train.tfrecord-00000-of-00004``).
 FILEPATH_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -197,11 +199,14 @@ def write_tfds_info(path: str, manifest: dict[str, Any] | None = None,
     """Write ``dataset_info.json`` and ``features.json`` for the dataset at ``path`` (local or
     a tf.io.gfile URL). ``manifest``: the dataset's manifest when it is not written yet (a job
     finishing); otherwise it is read. Returns the two paths. Raises DataError, e.g. where
-    splits store different dtypes, unless ``skip_unsupported`` (then writes nothing, returns
-    None)."""
+    splits store different dtypes, unless ``skip_unsupported`` (then writes nothing, removes
+    the description an earlier dataset in ``path`` left, and returns None)."""
     path = str(path)
     manifest = manifest if manifest is not None else read_manifest(path)
     if skip_unsupported and not single_dtypes(manifest):
+        for name in TFDS_FILES:  # it would describe other shards
+            if storage.exists(storage.join(path, name)):
+                storage.remove(storage.join(path, name))
         return None
     shape = image_shape(dataset_shapes(path, manifest))
     written = []

@@ -277,3 +277,26 @@ def test_verify_ok_and_catches_damage(mixed, tmp_path):
     (swapped / victim).write_bytes((swapped / other).read_bytes())
     with pytest.raises(DataError, match=f"{victim}: sha256 or size does not match"):
         verify(str(swapped))
+
+
+def test_overwrite_never_leaves_an_earlier_datasets_tfds_description(tmp_path):
+    """TFDS describes a dataset whose splits share their dtypes. Remade with --overwrite into
+    splits of different dtypes, the folder must not keep the earlier dataset's TFDS files (they
+    would describe shards that are gone)."""
+    from lpie_data.tfds_info import DATASET_INFO, FEATURES, write_tfds_info
+
+    out = tmp_path / "out"
+    same = [WorkItem("a", "train", ("uint8", 2, (8, 8), None)),
+            WorkItem("b", "validation", ("uint8", 1, (8, 8), None))]
+    _job(out, same)
+    assert (out / FEATURES).exists() and (out / DATASET_INFO).exists()
+    mixed = [same[0], WorkItem("c", "validation", ("uint16", 1, (8, 8), None))]
+    _job(out, mixed, overwrite=True)
+    assert read_manifest(str(out))["splits"]["validation"]["input_dtype"] == "uint16"
+    assert not (out / FEATURES).exists() and not (out / DATASET_INFO).exists()
+    with pytest.raises(DataError, match="splits store different dtypes"):
+        write_tfds_info(str(out))
+    # A description an older lpie left goes whenever the manifest is written without one.
+    (out / FEATURES).write_text("{}")
+    assert write_tfds_info(str(out), skip_unsupported=True) is None
+    assert not (out / FEATURES).exists()
