@@ -239,6 +239,7 @@ def _train(recipe: Recipe, run_dir: str | Path, *, resume: bool, progress: Progr
     finally:
         for w in writers.values():
             w.close()
+        trainer.close()
 
     epochs_done = int(trainer.value("epoch"))
     if chief:

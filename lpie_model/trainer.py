@@ -4,6 +4,7 @@ checkpoint restore, the reduce-on-plateau rule and the run summary."""
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,11 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, **self.state
         )
         ckpt_dir = storage.join(run_dir, CHECKPOINT_DIR)
-        if not chief:  # other workers must save too (collectives), but somewhere private
-            ckpt_dir = tempfile.mkdtemp(prefix="lpie-worker-ckpt-")
+        #: A non-chief worker's checkpoint folder: it must save too (collectives), but somewhere
+        #: private, removed by close().
+        self.private_dir: str | None = None
+        if not chief:
+            ckpt_dir = self.private_dir = tempfile.mkdtemp(prefix="lpie-worker-ckpt-")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
         loss_fn = combined_loss(recipe.train.alpha, recipe.train.beta)
         model, optimizer, global_batch = self.model, self.optimizer, self.global_batch
@@ -102,6 +106,13 @@ class Trainer:
             return strategy.run(lambda v: model(v, training=False), args=(x,))
 
         self.train_step, self.eval_step, self._predict = train_step, eval_step, predict
+
+    def close(self) -> None:
+        """Remove a non-chief worker's private checkpoints (nothing reads them: a resumed run
+        restores the chief's); the chief's stay in the run folder."""
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+            self.private_dir = None
 
     def predict_local(self, x: Any) -> Any:
         """Model output for a plain batch (computed on every replica; the first one's result)."""

@@ -78,8 +78,10 @@ def write_toml(path: Path, recipe: dict) -> Path:
 
 
 def start_worker(recipe: Path, run: Path, ports: list[int], index: int, log: Path,
-                 *extra: str) -> subprocess.Popen:
+                 *extra: str, tmp: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if tmp is not None:  # the worker's temporary files (tempfile honours TMPDIR)
+        env["TMPDIR"] = str(tmp)
     code = "import sys; from lpie_model.cli import main; sys.argv[0] = 'lpie-model'; main()"
     with open(log, "ab") as f:
         return subprocess.Popen([sys.executable, "-c", code, "train", str(recipe), "--out",
@@ -191,10 +193,14 @@ def test_synth_recipe_under_multiworker_chief_writes_the_data(tmp_path: Path) ->
     run = tmp_path / "run"
     logs = [tmp_path / "w0.log", tmp_path / "w1.log"]
     ports = free_ports(2)
-    other = start_worker(toml, run, ports, 1, logs[1])  # starts first: it must wait
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    other = start_worker(toml, run, ports, 1, logs[1], tmp=tmp)  # starts first: it must wait
     time.sleep(1)
-    chief = start_worker(toml, run, ports, 0, logs[0])
+    chief = start_worker(toml, run, ports, 0, logs[0], tmp=tmp)
     assert finish([chief, other], logs) == [0, 0], logs[0].read_text() + logs[1].read_text()
+    # The other worker's private checkpoints went with it (Trainer.close).
+    assert not list(tmp.glob("lpie-worker-ckpt-*"))
     assert "waiting for the chief to write" in logs[1].read_text()
     assert f"{run / 'data' / 'manifest.json'}" in logs[1].read_text().replace("\n", "")
     assert (run / "data" / "manifest.json").is_file()

@@ -370,3 +370,25 @@ def test_bounded_value_spaces_only_in_recipes() -> None:
         recipe_from_dict({"data": {"datasets": [{"path": "x"}], "value_space": "linear"}})
     with pytest.raises(ConfigError, match="valid: reinhard, srgb"):
         recipe_from_dict({"data": {"datasets": [{"path": "x"}], "value_space": "hdr"}})
+
+
+def test_a_non_chief_workers_private_checkpoints_are_removed(tmp_path: Path, ramps: str) -> None:
+    """Other workers of a multi-worker run save checkpoints too (the save is a collective), into
+    a private temporary folder: close() (called when training ends) removes it."""
+    import os
+
+    import tensorflow as tf
+
+    from lpie_model.trainer import Trainer
+
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_recipe(ramps), tf.distribute.get_strategy(), str(run), chief=False)
+    private = trainer.private_dir
+    assert private is not None and trainer.manager.directory == private
+    trainer.manager.save(checkpoint_number=1)
+    assert os.listdir(private) and not run.exists()
+    trainer.close()
+    assert not os.path.exists(private)
+    chief = Trainer(tiny_recipe(ramps), tf.distribute.get_strategy(), str(run), chief=True)
+    assert chief.private_dir is None
+    chief.close()  # nothing to remove
