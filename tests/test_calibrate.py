@@ -274,6 +274,29 @@ def test_calibrate_psf_then_noise_then_synth_matches_the_noise_curve(tmp_path):
 
 # --- bad input --------------------------------------------------------------------------------
 
+def test_psf_fit_too_large_for_memory_is_refused_before_loading(tmp_path, monkeypatch):
+    """A fit holds every pair's padded spectrum: more than the machine has is refused up front
+    (naming the dataset, the need, and a --pairs that fits), not left to the OOM killer."""
+    import lpie_data.calibrate.psf as psf_mod
+
+    ds = make_pairs(tmp_path, "four", dirac(), 4, size=32)
+    # known answer: 32x32 pairs, a 15x15 PSF: transform 48x48 (the fast size >= 32 + 15 - 1);
+    # per pair 4 float32 images of 32x32x3 and a complex64 spectrum of 3 x 48 x 25
+    per_pair = 4 * 3 * 32 * 32 * 4 + 3 * 48 * 25 * 8
+    assert psf_mod.fit_bytes(4, (32, 32), 15) == 4 * per_pair
+    monkeypatch.setattr(psf_mod, "available_memory", lambda: int(2.6 * per_pair))
+    out = tmp_path / "psf.npy"
+    r = runner.invoke(app, ["calibrate", "psf", ds, "--size", "15", "--out", str(out)])
+    assert r.exit_code == 1, r.output
+    message = " ".join(r.output.split())
+    assert ds in message and "4 pairs of 32x32" in message and "--pairs 2 or fewer" in message
+    assert not out.exists()
+    r = runner.invoke(app, ["calibrate", "psf", ds, "--size", "15", "--pairs", "2",
+                            "--iterations", "5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.exists()
+
+
 def test_bad_inputs_give_one_clear_error_naming_the_dataset(tmp_path):
     ds = make_pairs(tmp_path, "tiny", dirac(), 3, size=16, noise="fixed", beta1=0.01,
                     beta2=4e-4)

@@ -20,8 +20,9 @@ from lpie_data.calibrate.noise import (
 from lpie_data.calibrate.noisefile import write_noise_file
 from lpie_data.calibrate.pairs import load_linear_pairs
 from lpie_data.calibrate.plots import png_bytes, render_noise
-from lpie_data.calibrate.psf import PsfFit, PsfFitOptions, fit_psf
+from lpie_data.calibrate.psf import PsfFit, PsfFitOptions, check_fit_memory, fit_psf
 from lpie_data.errors import OutputError
+from lpie_data.shards import read_manifest
 from lpie_data.synth.psf import load_psf, make_psf, save_psf
 from lpie_data.synth.psf_view import render_psf
 
@@ -83,6 +84,9 @@ def calibrate_psf(
     out = Path(out)
     if out.suffix.lower() != ".npy":
         raise OutputError(f"{out}: PSFs are written as .npy; name the file *.npy")
+    first = load_linear_pairs(dataset, split, limit=1)  # the pairs' size, before loading all
+    count = read_manifest(dataset)["splits"].get(split, {}).get("examples", 1)
+    check_fit_memory(dataset, min(count, limit) if limit else count, first.shape, options.size)
     pairs = load_linear_pairs(dataset, split, limit=limit)
     fit = fit_psf(pairs, options)
     psf = make_psf(fit.kernel, out.stem, str(out))

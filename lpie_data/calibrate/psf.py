@@ -78,6 +78,42 @@ class PsfFit:
     border: int
 
 
+def fit_bytes(pairs: int, shape: tuple[int, int], size: int) -> int:
+    """Memory :func:`fit_psf` holds for ``pairs`` pairs of ``shape`` (h, w) and a ``size`` PSF:
+    per pair both images in linear light, the target's padded spectrum (complex64), the mask
+    and the masked data (float32, 3 channels each)."""
+    h, w = shape
+    fh, fw = fft_shape_for((h, w), (size, size))
+    return pairs * (4 * 3 * h * w * 4 + 3 * fh * (fw // 2 + 1) * 8)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can get here (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fit_memory(dataset: str, pairs: int, shape: tuple[int, int], size: int) -> None:
+    """ConfigError, before anything is loaded, when the fit would need more memory than is
+    available (the system would kill the process without a word), naming a ``--pairs`` that
+    fits in 80 % of it."""
+    need, have = fit_bytes(pairs, shape, size), available_memory()
+    if have is None or need <= have:
+        return
+    fits = int(0.8 * have) // fit_bytes(1, shape, size)
+    hint = (f"pass --pairs {fits} or fewer, or a smaller --size" if fits >= 1
+            else "use a smaller --size")
+    raise ConfigError(
+        f"{dataset}: fitting a {size}x{size} PSF to {pairs} pairs of {shape[0]}x{shape[1]} "
+        f"holds ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB is available; {hint}")
+
+
 class _Problem:
     """FFT operators of one channel set: spectra of the padded targets, masks, data."""
 
