@@ -40,16 +40,12 @@ GROUPS = {
 
 
 def invoke(model: Path, runs: int, threads: int) -> float:
-    """Run ``model`` ``runs`` times on random input (5 warm-up runs first); seconds per run."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
+    """Run ``model`` ``runs`` times on seeded random input (5 warm-up runs first); seconds per
+    run."""
+    from lpie_model.runtime import LiteRTRunner
 
-    it = Interpreter(model_path=str(model), num_threads=threads)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    scale = 1 if d["dtype"] == np.float32 else 255
-    x = (np.random.default_rng(0).random(d["shape"]) * scale).astype(d["dtype"])
-    it.set_tensor(d["index"], x)
+    it = LiteRTRunner(model, threads)
+    it.set_random_input()
     for _ in range(5):
         it.invoke()
     t = time.perf_counter()

@@ -95,17 +95,17 @@ def test_fp16_and_int8_meet_parity_targets(model, photos, tmp_path):
 
 
 _PARITY_PEAK = """
-import resource, sys
+import sys
 import numpy as np
 from lpie_model import build_lpienet, export
+from lpie_model.latency import peak_memory_kib
 model = build_lpienet("base")
 model.load_weights(sys.argv[1])
 content = open(sys.argv[2], "rb").read()
 image = np.random.default_rng(0).random((720, 1280, 3), dtype=np.float32)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_memory_kib()
 report = export.parity_report(model, content, "fp32", [("noise", image)], num_threads=1)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(report["max_abs_diff"], (peak - before) / 1024)
+print(report["max_abs_diff"], (peak_memory_kib() - before) / 1024)
 """
 
 
