@@ -103,10 +103,28 @@ def same_inputs(recorded: str | None, item: WorkItem) -> bool:
     return name in FILE_HASHES and inputs_digest(item, name) == recorded
 
 
+#: Content hashes of files a worker has already read whole: (path, size, mtime_ns) -> hex
+#: (:data:`CONTENT_HASH`), taken by the next :func:`inputs_digest` that needs one.
+_READ: dict[tuple[str, int, int], str] = {}
+
+
+def note_read(path: str, st: os.stat_result, data: Any) -> None:
+    """Hash ``data``, the whole content of the file ``path`` as ``st`` (the ``fstat`` of the
+    open file it was read from) describes it, so that the item's :func:`inputs_digest` does
+    not read the file again. A file changed since has another size or mtime and is hashed anew.
+    """
+    if len(_READ) >= 4096:  # notes no digest asked for (a failed item): never many
+        _READ.clear()
+    _READ[(os.fspath(path), st.st_size, st.st_mtime_ns)] = FILE_HASHES[CONTENT_HASH](
+        data).hexdigest()
+
+
 @functools.lru_cache(maxsize=4096)
 def _file_hash(path: str, size: int, mtime_ns: int, hash_name: str) -> str:
     """A file's content hash, once per process for each (path, size, mtime): many items can
     share one input (synthesis from a dataset's shards reads one record of a large shard each)."""
+    if hash_name == CONTENT_HASH and (seen := _READ.pop((path, size, mtime_ns), None)):
+        return seen
     with open(path, "rb") as f:
         return hashlib.file_digest(f, FILE_HASHES[hash_name]).hexdigest()
 

@@ -283,7 +283,7 @@ def test_worker_rechecks_files_changed_after_planning(tmp_path: Path) -> None:
     items, _ = udc.work_items(root, PATCH)
     path = root / items[0].args.input
     _truncate(path)  # truncated between planning and work: np.load's ValueError
-    with pytest.raises(DataError, match=f"{path}: truncated or corrupt"):
+    with pytest.raises(DataError, match=f"{path}: truncated .npy"):
         list(udc.produce(items[0]))
     # float64 and Fortran-ordered arrays are read too, and mapped in float32.
     gt = np.load(root / items[1].args.target)
@@ -291,3 +291,40 @@ def test_worker_rechecks_files_changed_after_planning(tmp_path: Path) -> None:
     expected = udc.reinhard_uint16(gt[:PATCH, :PATCH])
     np.testing.assert_array_equal(next(iter(udc.produce(items[1]))).target, expected)
 
+
+
+def test_tone_map_in_blocks_equals_the_value_space_encoding(monkeypatch) -> None:
+    from lpie_data.valuespace import encode, reinhard
+
+    rng = np.random.default_rng(3)
+    image = (500.0 * rng.random((80, 96, 3), dtype=np.float32) ** 6).astype(np.float32)
+    image[0, :4, 0] = [0.0, -0.0, 1e-7, 500.0]
+    monkeypatch.setattr(udc, "BLOCK_VALUES", 1000)  # 3 rows of 96 x 3 values per block
+    for x in (image, image[7:70, 40:95], image[:5], image[:1, :1],
+              image.reshape(80, 2, 48 * 3)[:, :1, :].reshape(80, 48, 3)):
+        np.testing.assert_array_equal(udc.reinhard_uint16(x), encode(reinhard(x), "reinhard"))
+    monkeypatch.setattr(udc, "BLOCK_VALUES", 16)  # fewer values than one row: a row per block
+    np.testing.assert_array_equal(udc.reinhard_uint16(image), encode(reinhard(image), "reinhard"))
+
+
+def test_input_digest_from_the_mapped_files_equals_reading_them(tmp_path: Path) -> None:
+    from lpie_data import fingerprint
+
+    root = make_discnet(tmp_path)
+    items, _ = udc.work_items(root, PATCH)
+    fingerprint._READ.clear()
+    fingerprint._file_hash.cache_clear()
+    list(udc.produce(items[0]))
+    noted = dict(fingerprint._READ)
+    assert {k[0] for k in noted} == {str(root / items[0].args.input),
+                                     str(root / items[0].args.target)}
+    from_mapping = fingerprint.inputs_digest(items[0])
+    assert not fingerprint._READ  # both taken
+    fingerprint._file_hash.cache_clear()
+    assert fingerprint.inputs_digest(items[0]) == from_mapping  # read from the files
+    # A file changed after it was mapped is hashed anew, not taken from the note.
+    list(udc.produce(items[0]))
+    fingerprint._file_hash.cache_clear()
+    path = root / items[0].args.input
+    save_npy(path, np.load(path)[::-1].copy())
+    assert fingerprint.inputs_digest(items[0]) != from_mapping
