@@ -19,7 +19,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from lpie_data.dataset import iter_pairs, pair_dataset  # noqa: E402
 from lpie_data.jobs import JobOptions, JobSummary  # noqa: E402
-from lpie_data.records import Pair  # noqa: E402
+from lpie_data.record_reader import Pair  # noqa: E402
 from lpie_data.shards import read_manifest  # noqa: E402
 from lpie_data.valuespace import value_space_of  # noqa: E402
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import DataError
-from lpie_data.records import SCALES, Pair, example_to_pair, read_records
+from lpie_data.record_reader import Pair, example_to_pair, read_records
+from lpie_data.records import SCALES
 from lpie_data.shards import read_manifest, split_entry
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import DataError, LpieError
-from lpie_data.records import example_to_pair, read_records
+from lpie_data.record_reader import example_to_pair, read_records
 
 FORMAT = "lpie-pairs"
 FORMAT_VERSION = 1

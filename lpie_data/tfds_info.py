@@ -24,7 +24,7 @@ from typing import Any
 
 from lpie_data import storage
 from lpie_data.errors import DataError
-from lpie_data.records import _fields, _read_varint, decode_example, record_offsets
+from lpie_data.record_reader import _fields, _read_varint, decode_example, record_offsets
 from lpie_data.shards import read_manifest
 
 DATASET_INFO = "dataset_info.json"

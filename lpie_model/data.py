@@ -20,7 +20,7 @@ import numpy as np
 from lpie_data import storage
 from lpie_data.dataset import iter_pairs, pair_dataset
 from lpie_data.errors import DataError
-from lpie_data.records import read_records
+from lpie_data.record_reader import read_records
 from lpie_data.shards import read_manifest, shard_paths, split_entry
 from lpie_model.recipe import DatasetRef
 

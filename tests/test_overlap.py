@@ -14,7 +14,8 @@ from lpie_data.errors import DataError
 from lpie_data.jobs import JobOptions, WorkItem, run_job
 from lpie_data.joiner import SplitJoiner
 from lpie_data.parts import write_part
-from lpie_data.records import Example, encode_example, example_pieces, read_records
+from lpie_data.record_reader import read_records
+from lpie_data.records import Example, encode_example, example_pieces
 from lpie_data.shards import Part, RecordInfo, plan_split
 
 

@@ -8,15 +8,8 @@ import pytest
 import tensorflow as tf
 
 from lpie_data.errors import DataError
-from lpie_data.records import (
-    SCALES,
-    Example,
-    encode_example,
-    example_to_pair,
-    frame_record,
-    image_bytes,
-    read_records,
-)
+from lpie_data.record_reader import example_to_pair, read_records
+from lpie_data.records import SCALES, Example, encode_example, frame_record, image_bytes
 
 DTYPES = ["uint8", "uint16", "float16", "float32"]
 

@@ -78,7 +78,7 @@ def mean_clipped(path: str) -> float | None:
     """Mean ``clipped`` of every pair of a synth dataset (read from the record meta only);
     None when its pairs do not record it (made by an older lpie)."""
     from lpie_data import storage
-    from lpie_data.records import record_meta, record_offsets
+    from lpie_data.record_reader import record_meta, record_offsets
     from lpie_data.shards import read_manifest
 
     values = []

@@ -129,7 +129,7 @@ def split_dataset_path(raw: str) -> tuple[str, str | None]:
 
 
 def _dataset_sources(path: str, label: str, split: str | None) -> list[SourceImage]:
-    from lpie_data.records import record_meta, record_offsets
+    from lpie_data.record_reader import record_meta, record_offsets
     from lpie_data.shards import read_manifest
 
     manifest = read_manifest(path)
@@ -211,7 +211,7 @@ def _finish(image: np.ndarray, where: str) -> np.ndarray:
 
 
 def _decode_record(source: SourceImage, source_space: str) -> np.ndarray:
-    from lpie_data.records import example_to_pair, read_records
+    from lpie_data.record_reader import example_to_pair, read_records
 
     with storage.open_file(source.path, "rb") as f:
         f.seek(source.offset)
