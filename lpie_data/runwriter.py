@@ -80,6 +80,7 @@ class RunWriter:
         self.runs: dict[str, _Run] = {}
         self.failed = False  # a write failed: part files from then on
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpie-hash")
+        self.hashing: Future[None] | None = None  # the item being hashed
 
     def write(self, examples: Iterable[Example | Later], item: WorkItem, index: int,
               work: str) -> int:
@@ -104,8 +105,11 @@ class RunWriter:
         if run is None:
             run = self.runs[item.split] = _Run(self._new_path(work, index))
         offset = run.bytes
-        # In order: one hashing thread takes the updates first come, first served.
-        run.hashed = self.hasher.submit(_update, run.digest, [p for f in framed for p in f])
+        # One item hashed while the next is written, no more: a backlog would hold its images.
+        if self.hashing is not None:
+            self.hashing.result()
+        run.hashed = self.hashing = self.hasher.submit(
+            _update, run.digest, [p for f in framed for p in f])
         try:
             for pieces in framed:
                 for piece in pieces:

@@ -105,3 +105,45 @@ def test_an_item_redone_keeps_the_run_file_of_the_items_kept(tmp_path):
     run_job(str(ref), "toy", "toy make", {}, _items(), _produce,
             JobOptions(jobs=1, shard_bytes=SHARDS))
     assert _files(out) == _files(ref)
+
+
+def test_a_run_is_hashed_beside_its_writing_one_item_at_a_time(tmp_path, monkeypatch):
+    """The sha256 runs on its own thread, but an item is not written before the previous one's
+    hashing ended (a backlog would keep every waiting item's images in memory), and the run's
+    recorded sha256 is that of its bytes."""
+    import hashlib
+    import threading
+    import time
+
+    import lpie_data.runwriter as runwriter
+    from lpie_data.parts import write_part
+
+    events: list[tuple[str, int]] = []
+    real = runwriter._update
+
+    def slow_update(digest, pieces):
+        events.append(("hash start", threading.get_ident()))
+        time.sleep(0.05)
+        real(digest, pieces)
+        events.append(("hash end", threading.get_ident()))
+
+    monkeypatch.setattr(runwriter, "_update", slow_update)
+    writer = runwriter.RunWriter(SHARDS, write_part)
+    work = tmp_path / "work"
+    work.mkdir()
+    items = [item for item in _items() if item.split == "train" and item.args[1] in (1, 2)][:3]
+    for index, item in enumerate(items):
+        writer.write(_produce(item), item, index, str(work))
+        events.append(("written", threading.get_ident()))
+    writer.close()
+    kinds = [k for k, _ in events]
+    ends = [i for i, k in enumerate(kinds) if k == "hash end"]
+    written = [i for i, k in enumerate(kinds) if k == "written"]
+    assert len(ends) == len(written) == 3
+    assert all(written[j] > ends[j - 1] for j in (1, 2))  # item j waited for item j-1's hash
+    assert written[0] < ends[0]  # the first item's hash was still running when it was written
+    hashing = {t for k, t in events if k.startswith("hash")}
+    assert threading.get_ident() not in hashing
+    run = next(p for p in work.iterdir() if p.suffix == ".rec")
+    recorded = json.loads((work / (run.name + ".sha256")).read_text())["sha256"]
+    assert recorded == hashlib.sha256(run.read_bytes()).hexdigest()
