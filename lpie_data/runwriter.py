@@ -50,13 +50,7 @@ class _Run:
         self.path = path
         self.file = storage.open_file(path, "wb")
         self.digest = hashlib.sha256()
-        self.hashed: Future[None] | None = None  # the last update handed to the hasher
         self.bytes = 0
-
-    def sha256(self) -> str:
-        if self.hashed is not None:
-            self.hashed.result()
-        return self.digest.hexdigest()
 
 
 def _update(digest: Any, pieces: list[Buffer]) -> None:
@@ -80,7 +74,7 @@ class RunWriter:
         self.runs: dict[str, _Run] = {}
         self.failed = False  # a write failed: part files from then on
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpie-hash")
-        self.hashing: Future[None] | None = None  # the item being hashed
+        self.hashing: Future[None] | None = None  # the last item handed to the hasher
 
     def write(self, examples: Iterable[Example | Later], item: WorkItem, index: int,
               work: str) -> int:
@@ -108,7 +102,7 @@ class RunWriter:
         # One item hashed while the next is written, no more: a backlog would hold its images.
         if self.hashing is not None:
             self.hashing.result()
-        run.hashed = self.hashing = self.hasher.submit(
+        self.hashing = self.hasher.submit(
             _update, run.digest, [p for f in framed for p in f])
         try:
             for pieces in framed:
@@ -171,5 +165,7 @@ class RunWriter:
         if run is None:
             return
         run.file.close()
+        if self.hashing is not None:  # one hashing thread, in order: every update is in
+            self.hashing.result()
         storage.write_atomic(run.path + RUN_DIGEST_SUFFIX, json.dumps(
-            {"sha256": run.sha256(), "bytes": run.bytes}).encode())
+            {"sha256": run.digest.hexdigest(), "bytes": run.bytes}).encode())

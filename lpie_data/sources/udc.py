@@ -102,6 +102,11 @@ class NpyHeader:
     file_size: int
     fortran_order: bool = False
 
+    @property
+    def data_end(self) -> int:
+        """The file length the header promises: where the array's data ends."""
+        return self.data_offset + int(np.prod(self.shape)) * self.dtype.itemsize
+
 
 @dataclass(frozen=True)
 class UdcArgs:
@@ -142,9 +147,9 @@ def check_header(path: Path, h: NpyHeader) -> None:
         raise DataError(f"{path}: expected an H x W x 3 array, found shape {h.shape}")
     if h.dtype.kind != "f":
         raise DataError(f"{path}: expected float HDR data (float32), found dtype {h.dtype}")
-    need = h.data_offset + int(np.prod(h.shape)) * h.dtype.itemsize
-    if h.file_size < need:
-        raise DataError(f"{path}: truncated .npy ({h.file_size} bytes, its header needs {need})")
+    if h.file_size < h.data_end:
+        raise DataError(f"{path}: truncated .npy ({h.file_size} bytes, its header needs "
+                        f"{h.data_end})")
 
 
 def map_npy(path: Path) -> np.ndarray:
@@ -167,9 +172,9 @@ def map_npy(path: Path) -> np.ndarray:
                                prot=mmap.PROT_READ)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
-    need = h.data_offset + int(np.prod(h.shape)) * h.dtype.itemsize
-    if len(mapped) < need:  # cut between the header's check and the mapping
-        raise DataError(f"{path}: truncated .npy ({len(mapped)} bytes, its header needs {need})")
+    if len(mapped) < h.data_end:  # cut between the header's check and the mapping
+        raise DataError(f"{path}: truncated .npy ({len(mapped)} bytes, its header needs "
+                        f"{h.data_end})")
     note_read(str(path), st, mapped)  # the item's input digest, from the pages mapped here
     return np.ndarray(h.shape, h.dtype, buffer=mapped, offset=h.data_offset,
                       order="F" if h.fortran_order else "C")
