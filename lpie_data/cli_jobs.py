@@ -26,7 +26,9 @@ class Backend(StrEnum):
 
 
 OutOpt = Annotated[str, typer.Option("--out", help="Output dataset folder (or gs://, ram:// URL).")]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers (-1: all cores).")]
+JobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", "-j", show_default="one per two cores",
+    help="Parallel workers (-1: one per core; 1: in this process, every core still used).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite",
                                             help="Replace an existing dataset made differently.")]
 ShardOpt = Annotated[int, typer.Option("--shard-mb", min=1, help="Target shard size in MiB.")]
@@ -45,7 +47,7 @@ def _warn(note: str) -> None:
 class JobFlags:
     """The flags every dataset-job command shares (added by :func:`job_command`)."""
 
-    jobs: int = -1
+    jobs: int | None = None
     overwrite: bool = False
     shard_mb: int = 128
     backend: Backend = Backend.loky
@@ -100,5 +102,7 @@ def print_summary(summary: Any, out: str, what: str = "items", lines: Sequence[s
         console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if not summary.noop:
         resumed = f", {summary.items_resumed} resumed" if summary.items_resumed else ""
+        workers = ("on the Dask cluster" if summary.workers == 0 else
+                   f"{summary.workers} worker{'s' if summary.workers != 1 else ''}")
         console.print(f"[green]wrote {escape(out)}[/] from {summary.items} {what}{resumed} "
-                      f"in {summary.seconds:.1f} s", soft_wrap=True)
+                      f"in {summary.seconds:.1f} s ({workers})", soft_wrap=True)

@@ -48,14 +48,15 @@ from lpie_data.valuespace import manifest_value_space
 BACKENDS = ("loky", "threading", "dask")
 
 
-__all__ = ["BACKENDS", "JobOptions", "JobSummary", "WorkItem", "run_job"]
+__all__ = ["BACKENDS", "JobOptions", "JobSummary", "WorkItem", "default_jobs", "run_job"]
 
 
 @dataclass(frozen=True)
 class JobOptions:
     """How a dataset job runs: the bundle every job entry point takes as ``job=``.
 
-    ``jobs``: parallel workers (-1: all cores); ``backend``: joblib backend, one of
+    ``jobs``: parallel workers; None (the default): :func:`default_jobs`, one per two cores;
+    -1: one per core; ``backend``: joblib backend, one of
     :data:`BACKENDS` (``dask`` runs on the cluster at ``scheduler``); ``shard_bytes``: target
     shard size; ``overwrite``: replace a dataset made with other arguments; ``progress(done,
     total)``: called as items finish; ``warn(note)``: called with each note about the inputs
@@ -63,7 +64,7 @@ class JobOptions:
     bytes written.
     """
 
-    jobs: int = -1
+    jobs: int | None = None
     backend: str = "loky"
     scheduler: str | None = None
     shard_bytes: int = DEFAULT_SHARD_BYTES
@@ -79,10 +80,32 @@ class JobOptions:
         if self.shard_bytes < 1:
             raise ConfigError(f"shard size must be positive, got {self.shard_bytes} bytes")
 
+    @property
+    def workers(self) -> int:
+        """``jobs`` as joblib takes it: a number of workers, or negative (-1: all cores)."""
+        return default_jobs() if self.jobs is None else self.jobs
+
+
+def default_jobs(cores: int | None = None) -> int:
+    """Workers when ``--jobs`` is not given: one per two cores (``cores``: this machine's).
+
+    Each worker keeps two cores busy: the two images of a pair are read at once
+    (:func:`lpie_data.pngfile.both`; a process worker gets ``cores // jobs`` threads), and in
+    one process producing overlaps writing and hashing. One worker per core halves that, and
+    adds what process workers cost: on 2 cores ``--jobs 2`` ran udc at 0.43x and synth at
+    0.34x the speed of ``--jobs 1`` (docs/benchmarks.md, fifth pass).
+    """
+    if cores is None:
+        from joblib import cpu_count  # the cores this process may use (affinity, cgroup quota)
+
+        cores = cpu_count()
+    return max(1, cores // 2)
+
 
 @dataclass
 class JobSummary:
-    """What a job did: per split examples and bytes, items done now / resumed, seconds."""
+    """What a job did: per split examples and bytes, items done now / resumed, seconds, and
+    the workers that made the items (0: a Dask cluster's)."""
 
     out: str
     noop: bool = False
@@ -91,6 +114,7 @@ class JobSummary:
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
 
 
 def run_job(
@@ -146,7 +170,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
                 notes: Sequence[str], extra_manifest: dict[str, Any] | None,
                 t0: float) -> JobSummary:
     """The body of :func:`run_job`, run while this process holds the output folder's lock."""
-    jobs, backend, scheduler = job.jobs, job.backend, job.scheduler
+    jobs, backend, scheduler = job.workers, job.backend, job.scheduler
     shard_bytes, overwrite, progress = job.shard_bytes, job.overwrite, job.progress
     state = prepare_out(out, fingerprint, overwrite, name, items, inputs)
     summary = JobSummary(out=out, items=len(items), notes=list(notes))
@@ -175,6 +199,7 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
             parts[index] = part
     summary.items_resumed = len(parts)
     todo = [(i, it) for i, it in enumerate(items) if i not in parts]
+    summary.workers = _workers_used(jobs, backend, len(todo))
     done = len(parts)
     if progress:
         progress(done, len(items))
@@ -221,6 +246,18 @@ def _run_locked(out: str, name: str, command: str, arguments: dict[str, Any],
     storage.rmtree(work)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _workers_used(jobs: int, backend: str, items: int) -> int:
+    """How many workers ``jobs`` gives for ``items`` work items (joblib's count for -1, -2...);
+    0 on a Dask cluster."""
+    if backend == "dask":
+        return 0
+    if jobs < 0:
+        from joblib import cpu_count
+
+        jobs = max(1, cpu_count() + 1 + jobs)
+    return max(1, min(jobs, items))
 
 
 def _manifest(name: str, command: str, arguments: dict[str, Any], fingerprint: dict[str, Any],

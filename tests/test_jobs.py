@@ -200,3 +200,20 @@ def test_stale_work_folder_removed_on_noop_rerun(tmp_path, logs):
     (out / WORK_DIR / "part-000000.rec").write_bytes(b"x")
     assert _run(out, _items(logs)).noop
     assert not (out / WORK_DIR).exists()
+
+
+def test_default_jobs_is_one_worker_per_two_cores(tmp_path, logs, monkeypatch):
+    from joblib import cpu_count
+
+    from lpie_data.jobs import default_jobs
+
+    assert [default_jobs(c) for c in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+    assert default_jobs() == max(1, cpu_count() // 2)
+    assert JobOptions().jobs is None and JobOptions().workers == default_jobs()
+    assert JobOptions(jobs=-1).workers == -1 and JobOptions(jobs=3).workers == 3
+    # The summary says how many workers made the items: the default, capped by the items.
+    monkeypatch.setattr("lpie_data.jobs.default_jobs", lambda: 2)
+    assert _run(tmp_path / "auto", _items(logs, n=3), jobs=None, shard_bytes=3000).workers == 2
+    assert _run(tmp_path / "one", _items(logs, n=3), jobs=1, shard_bytes=3000).workers == 1
+    assert _run(tmp_path / "many", _items(logs, n=3), jobs=8).workers == 3
+    assert _files(tmp_path / "auto") == _files(tmp_path / "one")

@@ -256,6 +256,20 @@ def test_resume_after_failure_matches_clean_run(tmp_path: Path) -> None:
     assert tree_bytes(out) == tree_bytes(clean)
 
 
+def test_default_jobs_from_the_command_line(tmp_path: Path) -> None:
+    from lpie_data.jobs import default_jobs
+
+    root = make_discnet(tmp_path)
+    args = ["prepare", "udc", "--root", str(root), "--out", str(tmp_path / "out"),
+            "--patch", str(PATCH)]
+    result = runner.invoke(app, args)  # no --jobs: one worker per two cores
+    assert result.exit_code == 0, result.output
+    n = default_jobs()
+    assert f"({n} worker{'s' if n != 1 else ''})" in result.output
+    help_text = runner.invoke(app, ["prepare", "udc", "--help"], env={"COLUMNS": "250"}).output
+    assert "[default: (one per two cores)]" in help_text
+
+
 def test_jobs_do_not_change_bytes(tmp_path: Path) -> None:
     root = make_discnet(tmp_path, positions=(4, 5))
     outs = []

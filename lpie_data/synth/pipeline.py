@@ -349,7 +349,7 @@ def synthesize(
     """
     items, arguments, notes, loaded = plan(
         config, sources, psfs, seed=seed, val_fraction=val_fraction,
-        fft_workers=_fft_workers(job.jobs, job.backend),
+        fft_workers=_fft_workers(job.workers, job.backend),
     )
     extra = {
         "tone_map": config.tone_map,
