@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lpie_data import __version__, storage
+from lpie_data.cores import usable_cores
 from lpie_data.errors import ConfigError, DataError, OutputError
 from lpie_data.fingerprint import (
     CONTENT_HASH,
@@ -87,7 +88,8 @@ class JobOptions:
 
 
 def default_jobs(cores: int | None = None) -> int:
-    """Workers when ``--jobs`` is not given: one per two cores (``cores``: this machine's).
+    """Workers when ``--jobs`` is not given: one per two cores (``cores``: default
+    :func:`~lpie_data.cores.usable_cores`).
 
     Each worker keeps two cores busy: the two images of a pair are read at once
     (:func:`lpie_data.pngfile.both`; a process worker gets ``cores // jobs`` threads), and in
@@ -95,11 +97,7 @@ def default_jobs(cores: int | None = None) -> int:
     adds what process workers cost: on 2 cores ``--jobs 2`` ran udc at 0.43x and synth at
     0.34x the speed of ``--jobs 1`` (docs/benchmarks.md, fifth pass).
     """
-    if cores is None:
-        from joblib import cpu_count  # the cores this process may use (affinity, cgroup quota)
-
-        cores = cpu_count()
-    return max(1, cores // 2)
+    return max(1, (usable_cores() if cores is None else cores) // 2)
 
 
 @dataclass
@@ -254,9 +252,7 @@ def _workers_used(jobs: int, backend: str, items: int) -> int:
     if backend == "dask":
         return 0
     if jobs < 0:
-        from joblib import cpu_count
-
-        jobs = max(1, cpu_count() + 1 + jobs)
+        jobs = max(1, usable_cores() + 1 + jobs)
     return max(1, min(jobs, items))
 
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from lpie_data.cores import usable_cores
 from lpie_data.errors import DataError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +150,7 @@ def decode_threads() -> int:
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
     except ValueError:
-        return os.cpu_count() or 1
+        return usable_cores()
 
 
 _HELPER: list[ThreadPoolExecutor] = []  # see `both`

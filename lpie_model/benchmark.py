@@ -12,13 +12,13 @@ subprocess (`lpie_model.latency`). `run_benchmark` is the whole `lpie-model benc
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpie_data.cores import usable_cores
 from lpie_data.errors import ConfigError
 from lpie_data.jsonfile import json_safe
 from lpie_model.latency import machine_description, measure_tflite
@@ -139,7 +139,7 @@ def benchmark(
     for p in precisions:
         if p not in cv.PRECISIONS:
             raise ConfigError(f"unknown precision {p!r}; valid: {', '.join(cv.PRECISIONS)}")
-    threads = threads or os.cpu_count() or 1
+    threads = threads or usable_cores()
     note = progress or (lambda _: None)
     rows: list[BenchRow] = []
     with tempfile.TemporaryDirectory(prefix="lpie-bench-") as tmp:
@@ -206,7 +206,7 @@ def benchmark_tflite_file(
     path = Path(path)
     runner = LiteRTRunner(path)
     fixed = runner.fixed_size
-    threads = threads or os.cpu_count() or 1
+    threads = threads or usable_cores()
     note = progress or (lambda _: None)
     rows = []
     for h, w in [fixed] if fixed else sizes:

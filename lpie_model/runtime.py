@@ -8,13 +8,13 @@ a runner is `lpie_model.runner.predict`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from lpie_data.cores import usable_cores
 from lpie_data.errors import ConfigError, DataError
 from lpie_model.config import ModelConfig
 
@@ -93,7 +93,7 @@ class LiteRTRunner:
 
         name = "model" if isinstance(model, bytes) else str(model)
         if threads is None:
-            threads = os.cpu_count() or 1
+            threads = usable_cores()
         kwargs: dict[str, Any] = {"num_threads": threads or None}
         if isinstance(model, bytes):
             kwargs["model_content"] = model

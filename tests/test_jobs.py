@@ -217,3 +217,24 @@ def test_default_jobs_is_one_worker_per_two_cores(tmp_path, logs, monkeypatch):
     assert _run(tmp_path / "one", _items(logs, n=3), jobs=1, shard_bytes=3000).workers == 1
     assert _run(tmp_path / "many", _items(logs, n=3), jobs=8).workers == 3
     assert _files(tmp_path / "auto") == _files(tmp_path / "one")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_thread_and_worker_defaults_follow_the_cores_this_process_may_use():
+    """A process pinned to one core (a Slurm job's share, taskset) counts one core, not the
+    machine's: one worker, one FFT thread, one decoding thread, one interpreter thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from lpie_data.cores import usable_cores; from lpie_data.jobs import default_jobs\n"
+        "from lpie_data.pngfile import decode_threads\n"
+        "from lpie_data.synth.pipeline import _fft_workers\n"
+        "print(usable_cores(), default_jobs(), decode_threads(), _fft_workers(1, 'loky'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
+                                                            "LOKY_MAX_CPU_COUNT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out == ["1", "1", "1", "1"]

@@ -7,7 +7,6 @@ Pairs are written with :func:`lpie_data.jobs.run_job`, one work item per source 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lpie_data.cores import usable_cores
 from lpie_data.errors import ConfigError, DataError
 from lpie_data.items import WorkItem
 from lpie_data.jobs import JobOptions, JobSummary, run_job
@@ -263,7 +263,7 @@ def make_example(args: SynthItem, source: np.ndarray, shape: tuple[int, int], ps
 
 
 def _fft_workers(jobs: int, backend: str) -> int:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if backend == "dask":
         return 1
     n = cores if jobs < 0 else max(1, min(jobs, cores))
