@@ -27,28 +27,36 @@ class _Failed:
 
 
 _END = object()
+#: Items the producer may finish before the writer has finished the one it is writing.
+ITEMS_AHEAD = 1
 
 
 def run_overlapped(produce: Produce, write: WritePart, todo: Sequence[tuple[int, WorkItem]],
                    work: str) -> Iterator[int]:
     """The items of ``todo`` in order, in this process: a producer thread runs ``produce``
     (decoding, synthesis) while this thread runs ``write(examples, item, index, work)`` on the
-    examples handed over, through a queue of one example (at most about three examples in
-    memory). Numpy, the codecs and file writes release the GIL, so the two overlap on two
-    cores. Errors are those :func:`lpie_data.backends.run_item` gives; yields ``write``'s
-    result (the index) once each item's part is stored."""
+    examples handed over. The producer may run one whole item ahead of the writer (memory:
+    the item being written and the next), so that decoding the next item overlaps writing all
+    of this one, not only its last example (an item handed over one example at a time held
+    the producer until the writer had taken all but one). Numpy, the codecs and file writes
+    release the GIL, so the two overlap on two cores. Errors are those
+    :func:`lpie_data.backends.run_item` gives; yields ``write``'s result (the index) once each
+    item's part is stored."""
     from lpie_data.backends import run_item
 
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    handoff: queue.Queue[Any] = queue.Queue()
+    ahead = threading.Semaphore(ITEMS_AHEAD + 1)  # items produced but not yet written
     stop = threading.Event()
 
     def put(entry: Any) -> bool:
+        if not stop.is_set():
+            handoff.put(entry)
+        return not stop.is_set()
+
+    def start_item() -> bool:
         while not stop.is_set():
-            try:
-                handoff.put(entry, timeout=0.1)
+            if ahead.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def hand_over(produce: Produce, item: WorkItem, index: int, work: str) -> int:
@@ -60,6 +68,8 @@ def run_overlapped(produce: Produce, write: WritePart, todo: Sequence[tuple[int,
     def producer() -> None:
         try:
             for index, item in todo:
+                if not start_item():
+                    return
                 run_item(hand_over, produce, item, index, work)
                 if not put(_END):
                     return
@@ -73,7 +83,10 @@ def run_overlapped(produce: Produce, write: WritePart, todo: Sequence[tuple[int,
             yield entry
 
     def write_handed_over(produce: Produce, item: WorkItem, index: int, work: str) -> int:
-        return write(handed_over(), item, index, work)
+        try:
+            return write(handed_over(), item, index, work)
+        finally:
+            ahead.release()
 
     thread = threading.Thread(target=producer, name="lpie-produce", daemon=True)
     thread.start()

@@ -120,3 +120,40 @@ def test_udc_encoder_in_fewer_passes_gives_the_same_values():
             got = reinhard_uint16(arr)
             assert got.dtype == np.uint16
             np.testing.assert_array_equal(got, encode(reinhard(arr), "reinhard"))
+
+
+def test_producer_runs_one_whole_item_ahead_of_the_writer(tmp_path):
+    """While item i is written, item i + 1 is produced to its end (with a hand-over of one
+    example it stopped after one example), but item i + 2 is not started (memory bound)."""
+    from lpie_data.overlap import run_overlapped
+
+    log: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    produced = [threading.Event() for _ in range(5)]
+
+    def note(event: str, i: int) -> None:
+        with lock:
+            log.append((event, i))
+
+    def produce(item: WorkItem):
+        note("produce-start", item.args)
+        for k in range(3):
+            yield _example(f"{item.key}/{k}", item.args * 10 + k)
+        note("produce-end", item.args)
+        produced[item.args].set()
+
+    def write(examples, item: WorkItem, index: int, work: str) -> int:
+        note("write-start", index)
+        n = sum(1 for _ in examples)
+        if index + 1 < len(produced):  # the next item is made while this one is still open
+            assert produced[index + 1].wait(timeout=10), f"item {index + 1} not produced ahead"
+        note("write-end", index)
+        return n
+
+    items = [(i, WorkItem(f"item{i}", "train", i)) for i in range(5)]
+    assert list(run_overlapped(produce, write, items, str(tmp_path))) == [3] * 5
+    order = {event: n for n, event in enumerate(log)}
+    for i in range(3):
+        assert order[("produce-end", i + 1)] < order[("write-end", i)]
+        assert order[("produce-start", i + 2)] > order[("write-end", i)]
+    assert not [t for t in threading.enumerate() if t.name == "lpie-produce"]
