@@ -55,6 +55,50 @@ def floor_cmd(*args: str) -> list[str]:
     return [sys.executable, FLOORS, *args]
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+DAMON = Path("/sys/kernel/mm/damon/admin/kdamonds")
+_reported_at_start: list[int] = []  # reported_kib when the last `measure` began
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def host_memory(reported_kib_before: int | None = None) -> dict:
+    """What the host does with this VM's memory, where Linux shows it (empty elsewhere):
+    free page reporting (freed blocks handed back to the host; the next touch of each page
+    faults there) and DAMON schemes (idle memory paged out). Either moves the ratio of two
+    commands that take different amounts of fresh memory from run to run
+    (docs/benchmarks.md, fourth and fifth passes)."""
+    out: dict = {}
+    reported = _read(PAGE_REPORTING / "reported_kib")
+    if _read(PAGE_REPORTING / "page_reporting_order") is not None:
+        out["free_page_reporting"] = {
+            "order": _read(PAGE_REPORTING / "page_reporting_order"),
+            "min_free_ms": _read(PAGE_REPORTING / "min_free_ms"),
+            "reported_mib_during_run": (
+                round((int(reported) - reported_kib_before) / 1024)
+                if reported is not None and reported_kib_before is not None else None),
+        }
+    actions = sorted({a for k in (DAMON.glob("*") if DAMON.exists() else ())
+                      if _read(k / "state") == "on"
+                      for a in (_read(f) for f in k.glob("contexts/*/schemes/*/action")) if a})
+    if actions:
+        out["damon_schemes"] = actions
+    if out:
+        out["note"] = ("the host reclaims this VM's memory: ratios near the target move run "
+                       "to run here; repeat the bench or use a machine without it")
+    return out
+
+
+def _reported_kib() -> int | None:
+    value = _read(PAGE_REPORTING / "reported_kib")
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def _children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -73,6 +117,7 @@ def run_once(argv: Sequence[str]) -> tuple[float, float]:
 
 def measure(commands: Sequence[Command], repeat: int, warmup: bool = True) -> None:
     """Run every command on both trees ``repeat`` times, interleaved; fills wall / cpu."""
+    _reported_at_start[:] = [v for v in (_reported_kib(),) if v is not None]
     if warmup:  # page cache, .pyc files, first-touch costs
         for c in commands:
             c.clean()
@@ -113,6 +158,9 @@ def report(commands: Sequence[Command], pairs: int, half_pairs: int, floor: str,
         "repeat": len(commands[0].wall["whole"]),
         **(extra or {}),
     }
+    host = host_memory(_reported_at_start[0] if _reported_at_start else None)
+    if host:
+        out["host_memory"] = host
     for kind in ("wall", "cpu"):
         ms = {c.name: per_pair(c, pairs, half_pairs, kind) * 1e3 for c in commands}
         out[f"{kind}_ms_per_pair"] = {k: round(v, 2) for k, v in ms.items()}
