@@ -57,7 +57,7 @@ def floor_cmd(*args: str) -> list[str]:
 
 PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
 DAMON = Path("/sys/kernel/mm/damon/admin/kdamonds")
-_reported_at_start: list[int] = []  # reported_kib when the last `measure` began
+_START: dict[str, int | None] = {"reported_kib": None}  # when the last `measure` began
 
 
 def _read(path: Path) -> str | None:
@@ -74,13 +74,13 @@ def host_memory(reported_kib_before: int | None = None) -> dict:
     commands that take different amounts of fresh memory from run to run
     (docs/benchmarks.md, fourth and fifth passes)."""
     out: dict = {}
-    reported = _read(PAGE_REPORTING / "reported_kib")
+    reported = _reported_kib()
     if _read(PAGE_REPORTING / "page_reporting_order") is not None:
         out["free_page_reporting"] = {
             "order": _read(PAGE_REPORTING / "page_reporting_order"),
             "min_free_ms": _read(PAGE_REPORTING / "min_free_ms"),
             "reported_mib_during_run": (
-                round((int(reported) - reported_kib_before) / 1024)
+                round((reported - reported_kib_before) / 1024)
                 if reported is not None and reported_kib_before is not None else None),
         }
     actions = sorted({a for k in (DAMON.glob("*") if DAMON.exists() else ())
@@ -117,7 +117,7 @@ def run_once(argv: Sequence[str]) -> tuple[float, float]:
 
 def measure(commands: Sequence[Command], repeat: int, warmup: bool = True) -> None:
     """Run every command on both trees ``repeat`` times, interleaved; fills wall / cpu."""
-    _reported_at_start[:] = [v for v in (_reported_kib(),) if v is not None]
+    _START["reported_kib"] = _reported_kib()
     if warmup:  # page cache, .pyc files, first-touch costs
         for c in commands:
             c.clean()
@@ -158,7 +158,7 @@ def report(commands: Sequence[Command], pairs: int, half_pairs: int, floor: str,
         "repeat": len(commands[0].wall["whole"]),
         **(extra or {}),
     }
-    host = host_memory(_reported_at_start[0] if _reported_at_start else None)
+    host = host_memory(_START["reported_kib"])
     if host:
         out["host_memory"] = host
     for kind in ("wall", "cpu"):
